@@ -1,0 +1,53 @@
+/**
+ * Shared result and error types for every wire codec: decoders never throw on bad input,
+ * they return a typed error naming what was wrong, so callers can attribute the fault.
+ */
+
+export type CodecErrorCode =
+  | "too_short"
+  | "too_long"
+  | "wrong_length"
+  | "out_of_range"
+  | "unknown_id"
+  | "reserved_id"
+  | "bad_mac"
+  | "malformed";
+
+export interface CodecError {
+  readonly code: CodecErrorCode;
+  readonly message: string;
+}
+
+export type Decoded<T> = { readonly ok: true; readonly value: T } | {
+  readonly ok: false;
+  readonly error: CodecError;
+};
+
+export function decoded<T>(value: T): Decoded<T> {
+  return { ok: true, value };
+}
+
+export function codecError<T = never>(code: CodecErrorCode, message: string): Decoded<T> {
+  return { ok: false, error: { code, message } };
+}
+
+export function fault(code: CodecErrorCode, message: string): CodecError {
+  return { code, message };
+}
+
+/** Thrown by encoders when asked to produce something the protocol forbids (a caller bug). */
+export class EncodeError extends RangeError {
+  override name = "EncodeError";
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,88 @@
+/**
+ * Every message that crosses a Worker boundary, typed in one place.
+ *
+ * Packet buffers travel as transferables (moved, not copied). Both directions batch: one
+ * postMessage carries many sends or many events, because a cross-worker message costs far
+ * more than sealing a packet (design.md: ~143k one-way messages/s vs ~65k seals/s).
+ */
+import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
+import type {
+  RelayClientConfig,
+  RelayClientStats,
+  RelayEvent,
+  SendRefusal,
+} from "../daemon/tcp/relay_client.ts";
+
+export interface RelayAddress {
+  readonly host: string;
+  readonly port: number;
+  /** The relay's public key (its DHT key for tox-bootstrapd), 64 hex digits. */
+  readonly publicKey: string;
+}
+
+export type RelaySendItem =
+  | { readonly kind: "data"; readonly publicKey: Uint8Array; readonly data: Uint8Array }
+  | { readonly kind: "oob"; readonly publicKey: Uint8Array; readonly data: Uint8Array }
+  | { readonly kind: "onion"; readonly data: Uint8Array };
+
+/** Owner → relay worker. */
+export type ToRelayWorker =
+  | {
+    readonly t: "connect";
+    readonly relay: RelayAddress;
+    /** Our DHT key pair. */
+    readonly self: { readonly publicKey: Uint8Array; readonly secretKey: Uint8Array };
+    /** With a proxy set the worker never connects to the relay directly. */
+    readonly proxy?: ProxyConfig;
+    readonly config?: Partial<RelayClientConfig>;
+    /** Reconnect at once (same key, same routes) when the relay stalls. Default true. */
+    readonly reconnectOnStall?: boolean;
+  }
+  | { readonly t: "route"; readonly publicKey: Uint8Array }
+  | { readonly t: "unroute"; readonly publicKey: Uint8Array }
+  | { readonly t: "send"; readonly items: readonly RelaySendItem[] }
+  | { readonly t: "stats" }
+  | { readonly t: "close" };
+
+/** Events the worker adds to the relay client's own. */
+export type RelayWorkerEvent =
+  | RelayEvent
+  | { readonly type: "connecting"; readonly attempt: number; readonly via: string }
+  | { readonly type: "tcp_connected"; readonly connectMs: number }
+  /** Send items the relay client would not take, handed back so nothing is silently lost. */
+  | {
+    readonly type: "refused";
+    readonly reason: SendRefusal;
+    readonly message: string;
+    readonly items: readonly RelaySendItem[];
+  }
+  | { readonly type: "stats"; readonly stats: RelayClientStats }
+  /** The session closed on a stall and the worker is reconnecting with the same key. */
+  | { readonly type: "reconnecting"; readonly attempt: number; readonly routes: number }
+  /** A command the worker could not understand (an owner bug). */
+  | { readonly type: "bad_command"; readonly message: string };
+
+/** Relay worker → owner. */
+export type FromRelayWorker = {
+  readonly t: "events";
+  readonly events: readonly RelayWorkerEvent[];
+};
+
+/** Buffers worth transferring in a batch of send items or events. */
+export function transferablesOf(
+  items: readonly (RelaySendItem | RelayWorkerEvent)[],
+): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  const seen = new Set<ArrayBufferLike>();
+  for (const it of items) {
+    const data = (it as { data?: Uint8Array }).data;
+    if (data && data.buffer instanceof ArrayBuffer && !seen.has(data.buffer)) {
+      // Only whole buffers that belong to this payload alone may move.
+      if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+        seen.add(data.buffer);
+        out.push(data.buffer);
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,60 @@
+/// <reference lib="deno.worker" />
+/**
+ * Relay Worker entry: one Worker per TCP relay connection. It owns the socket (sockets
+ * cannot move between workers) and speaks the typed protocol of messages.ts with its owner.
+ */
+import { RelayConnection } from "./relay_connection.ts";
+import {
+  type FromRelayWorker,
+  type RelayWorkerEvent,
+  type ToRelayWorker,
+  transferablesOf,
+} from "./messages.ts";
+
+let connection: RelayConnection | null = null;
+
+function post(events: RelayWorkerEvent[]): void {
+  const msg: FromRelayWorker = { t: "events", events };
+  self.postMessage(msg, transferablesOf(events));
+}
+
+function badCommand(message: string): void {
+  post([{ type: "bad_command", message }]);
+}
+
+// Set before anything else can run, so no early message is lost.
+self.onmessage = (e: MessageEvent<ToRelayWorker>) => {
+  try {
+    handle(e.data);
+  } catch (err) {
+    badCommand(`command ${JSON.stringify((e.data as { t?: unknown })?.t)} failed: ${err}`);
+  }
+};
+
+function handle(msg: ToRelayWorker): void {
+  if (msg === null || typeof msg !== "object" || typeof msg.t !== "string") {
+    return badCommand("message is not a command object");
+  }
+  if (msg.t === "connect") {
+    if (connection !== null) return badCommand("already connected; one relay per worker");
+    connection = new RelayConnection(msg, post);
+    connection.start();
+    return;
+  }
+  if (connection === null) return badCommand(`"${msg.t}" before "connect"`);
+  switch (msg.t) {
+    case "route":
+      return connection.route(msg.publicKey);
+    case "unroute":
+      return connection.unroute(msg.publicKey);
+    case "send":
+      return connection.send(msg.items);
+    case "stats":
+      return connection.requestStats();
+    case "close":
+      connection.close().then(() => self.close());
+      return;
+    default:
+      return badCommand(`unknown command ${JSON.stringify((msg as { t: unknown }).t)}`);
+  }
+}

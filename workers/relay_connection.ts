@@ -1,0 +1,298 @@
+/**
+ * The I/O shell around one RelayClient: a Deno TCP socket (to the relay, or to the proxy
+ * when one is set: then never to the relay directly), a read loop, one write in flight at a
+ * time (partial writes are fed back to the core), and one timer for the core's deadlines.
+ * Runs inside the relay Worker; kept apart from the Worker entry so tests and benchmarks
+ * can drive it in-thread too.
+ */
+import { systemRandom } from "../daemon/crypto.ts";
+import { fromHex } from "../daemon/crypto.ts";
+import { RelayClient } from "../daemon/tcp/relay_client.ts";
+import { formatProxyUrl } from "../daemon/tcp/proxy.ts";
+import type { RelaySendItem, RelayWorkerEvent, ToRelayWorker } from "./messages.ts";
+
+type ConnectCommand = Extract<ToRelayWorker, { t: "connect" }>;
+
+const READ_BUFFER = 64 * 1024;
+
+export class RelayConnection {
+  readonly #cmd: ConnectCommand;
+  readonly #emit: (events: RelayWorkerEvent[]) => void;
+  readonly #clock: () => number;
+  readonly #relayPk: Uint8Array;
+  #client: RelayClient | null = null;
+  #conn: Deno.TcpConn | null = null;
+  #writing = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #outbox: RelayWorkerEvent[] = [];
+  #flushQueued = false;
+  #attempt = 0;
+  #closedByOwner = false;
+  #tasks = new Set<Promise<unknown>>();
+
+  constructor(
+    cmd: ConnectCommand,
+    emit: (events: RelayWorkerEvent[]) => void,
+    clock: () => number = () => performance.now(),
+  ) {
+    this.#cmd = cmd;
+    this.#emit = emit;
+    this.#clock = clock;
+    this.#relayPk = fromHex(cmd.relay.publicKey, 32);
+  }
+
+  get client(): RelayClient | null {
+    return this.#client;
+  }
+
+  start(routes: Uint8Array[] = []): void {
+    this.#attempt++;
+    const client = new RelayClient({
+      self: this.#cmd.self,
+      relayPublicKey: this.#relayPk,
+      random: systemRandom,
+      now: this.#clock(),
+      proxy: this.#cmd.proxy
+        ? {
+          kind: this.#cmd.proxy.kind,
+          target: { host: this.#cmd.relay.host, port: this.#cmd.relay.port },
+        }
+        : undefined,
+      config: this.#cmd.config,
+    });
+    this.#client = client;
+    for (const pk of routes) client.route(pk);
+    const dest = this.#cmd.proxy ?? this.#cmd.relay;
+    this.#push({
+      type: "connecting",
+      attempt: this.#attempt,
+      via: this.#cmd.proxy ? formatProxyUrl(this.#cmd.proxy) : "direct",
+    });
+    this.#track(this.#open(client, dest.host, dest.port));
+    this.#afterCore();
+  }
+
+  async #open(client: RelayClient, host: string, port: number): Promise<void> {
+    const t0 = this.#clock();
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: host, port, transport: "tcp" });
+    } catch (e) {
+      if (client === this.#client) {
+        client.transportClosed(this.#clock(), `connect to ${host}:${port}: ${errorText(e)}`);
+        this.#afterCore();
+      }
+      return;
+    }
+    if (client !== this.#client || client.state === "disconnected") {
+      conn.close(); // timed out or closed while connecting
+      return;
+    }
+    conn.setNoDelay(true);
+    this.#conn = conn;
+    this.#push({ type: "tcp_connected", connectMs: this.#clock() - t0 });
+    client.transportConnected(this.#clock());
+    this.#afterCore();
+    await this.#readLoop(conn, client);
+  }
+
+  async #readLoop(conn: Deno.TcpConn, client: RelayClient): Promise<void> {
+    const buf = new Uint8Array(READ_BUFFER);
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (client !== this.#client || client.state === "disconnected") return;
+        if (n === null) {
+          client.transportClosed(this.#clock());
+          this.#afterCore();
+          return;
+        }
+        client.receive(buf.subarray(0, n), this.#clock());
+        this.#afterCore();
+      }
+    } catch (e) {
+      if (client === this.#client && client.state !== "disconnected") {
+        client.transportClosed(this.#clock(), `read: ${errorText(e)}`);
+        this.#afterCore();
+      }
+    }
+  }
+
+  #pump(): void {
+    const client = this.#client;
+    const conn = this.#conn;
+    if (this.#writing || client === null || conn === null) return;
+    const chunk = client.pollTransmit(this.#clock());
+    if (chunk === null) return;
+    this.#writing = true;
+    this.#track(
+      conn.write(chunk).then(
+        (n) => {
+          this.#writing = false;
+          if (client !== this.#client) return;
+          client.written(n, this.#clock());
+          this.#afterCore();
+        },
+        (e) => {
+          this.#writing = false;
+          if (client === this.#client && client.state !== "disconnected") {
+            client.transportClosed(this.#clock(), `write: ${errorText(e)}`);
+            this.#afterCore();
+          }
+        },
+      ),
+    );
+  }
+
+  /** Collect the core's events, act on a close, write what may be written, re-arm the timer. */
+  #afterCore(): void {
+    const client = this.#client;
+    if (client === null) return;
+    const events = client.takeEvents();
+    let closed: Extract<RelayWorkerEvent, { type: "closed" }> | null = null;
+    for (const e of events) {
+      if (e.type === "closed") closed = e;
+    }
+    if (events.length > 0) this.#push(...events);
+    if (closed !== null) {
+      this.#dropSocket();
+      if (
+        closed.reason === "stalled" && !this.#closedByOwner && this.#cmd.reconnectOnStall !== false
+      ) {
+        const routes = client.wantedRoutes();
+        this.#push({ type: "reconnecting", attempt: this.#attempt + 1, routes: routes.length });
+        this.start(routes);
+      } else {
+        this.#disarm();
+      }
+      return;
+    }
+    this.#pump();
+    this.#arm(client);
+  }
+
+  #arm(client: RelayClient): void {
+    const now = this.#clock();
+    const at = Math.min(client.nextDeadline(now), client.nextTransmitTime(now));
+    if (at === this.#timerAt && this.#timer !== undefined) return;
+    this.#disarm();
+    if (at === Infinity) return;
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      if (client !== this.#client) return;
+      client.tick(this.#clock());
+      this.#afterCore();
+    }, Math.max(0, at - now));
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  #dropSocket(): void {
+    const conn = this.#conn;
+    this.#conn = null;
+    if (conn) {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }
+  }
+
+  #push(...events: RelayWorkerEvent[]): void {
+    for (const e of events) this.#outbox.push(e);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#flushQueued = false;
+    if (this.#outbox.length === 0) return;
+    const batch = this.#outbox;
+    this.#outbox = [];
+    this.#emit(batch);
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#tasks.add(p);
+    p.finally(() => this.#tasks.delete(p));
+  }
+
+  // ---- commands from the owner ----------------------------------------------------------
+
+  route(publicKey: Uint8Array): void {
+    const r = this.#client?.route(publicKey);
+    if (r && !r.ok) {
+      this.#push({ type: "route_refused", publicKey });
+    }
+    this.#afterCore();
+  }
+
+  unroute(publicKey: Uint8Array): void {
+    this.#client?.unroute(publicKey);
+    this.#afterCore();
+  }
+
+  send(items: readonly RelaySendItem[]): void {
+    const client = this.#client;
+    if (client === null) return;
+    let refused: RelaySendItem[] | null = null;
+    let last: { reason: string; message: string } | null = null;
+    for (const item of items) {
+      const r = item.kind === "data"
+        ? client.sendData(item.publicKey, item.data)
+        : item.kind === "oob"
+        ? client.sendOob(item.publicKey, item.data)
+        : client.sendOnion(item.data);
+      if (!r.ok) {
+        // Group consecutive refusals with the same reason into one event.
+        if (refused !== null && last !== null && last.reason !== r.reason) {
+          this.#pushRefused(refused, last);
+          refused = null;
+        }
+        (refused ??= []).push(item);
+        last = r;
+      }
+    }
+    if (refused !== null && last !== null) this.#pushRefused(refused, last);
+    this.#afterCore();
+  }
+
+  #pushRefused(items: RelaySendItem[], r: { reason: string; message: string }): void {
+    this.#push({
+      type: "refused",
+      reason: r.reason as Extract<RelayWorkerEvent, { type: "refused" }>["reason"],
+      message: r.message,
+      items,
+    });
+  }
+
+  requestStats(): void {
+    if (this.#client) this.#push({ type: "stats", stats: this.#client.stats() });
+  }
+
+  /** Close for good; resolves when the socket's pending reads and writes have settled. */
+  async close(): Promise<void> {
+    this.#closedByOwner = true;
+    const client = this.#client;
+    if (client && client.state !== "disconnected") {
+      client.close(this.#clock());
+      this.#afterCore();
+    }
+    this.#dropSocket();
+    this.#disarm();
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+    this.#flush();
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
