@@ -6,6 +6,7 @@
  * more than sealing a packet (design.md: ~143k one-way messages/s vs ~65k seals/s).
  */
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
+import type { RelayAddress } from "../daemon/relay_address.ts";
 import type {
   RelayClientConfig,
   RelayClientStats,
@@ -13,12 +14,7 @@ import type {
   SendRefusal,
 } from "../daemon/tcp/relay_client.ts";
 
-export interface RelayAddress {
-  readonly host: string;
-  readonly port: number;
-  /** The relay's public key (its DHT key for tox-bootstrapd), 64 hex digits. */
-  readonly publicKey: string;
-}
+export type { RelayAddress };
 
 export type RelaySendItem =
   | { readonly kind: "data"; readonly publicKey: Uint8Array; readonly data: Uint8Array }
@@ -57,10 +53,18 @@ export type RelayWorkerEvent =
     readonly items: readonly RelaySendItem[];
   }
   | { readonly type: "stats"; readonly stats: RelayClientStats }
+  /**
+   * Credit: data-lane items (DATA, OOB, onion) handed to the socket since the last report.
+   * An owner that keeps (items sent − items credited − items refused) under a window never
+   * overfills the lane; one event per batch, not per packet.
+   */
+  | { readonly type: "sent"; readonly packets: number }
   /** The session closed on a stall and the worker is reconnecting with the same key. */
   | { readonly type: "reconnecting"; readonly attempt: number; readonly routes: number }
   /** A command the worker could not understand (an owner bug). */
-  | { readonly type: "bad_command"; readonly message: string };
+  | { readonly type: "bad_command"; readonly message: string }
+  /** Last message of a worker told to close: its socket is closed, it is exiting. */
+  | { readonly type: "shutdown" };
 
 /** Relay worker → owner. */
 export type FromRelayWorker = {

@@ -52,7 +52,10 @@ function handle(msg: ToRelayWorker): void {
     case "stats":
       return connection.requestStats();
     case "close":
-      connection.close().then(() => self.close());
+      connection.close().then(() => {
+        post([{ type: "shutdown" }]);
+        self.close();
+      });
       return;
     default:
       return badCommand(`unknown command ${JSON.stringify((msg as { t: unknown }).t)}`);

@@ -29,6 +29,8 @@ export class RelayConnection {
   #flushQueued = false;
   #attempt = 0;
   #closedByOwner = false;
+  /** dataPacketsSent of the current client already reported as credit. */
+  #creditedSent = 0;
   #tasks = new Set<Promise<unknown>>();
 
   constructor(
@@ -62,6 +64,7 @@ export class RelayConnection {
       config: this.#cmd.config,
     });
     this.#client = client;
+    this.#creditedSent = 0;
     for (const pk of routes) client.route(pk);
     const dest = this.#cmd.proxy ?? this.#cmd.relay;
     this.#push({
@@ -170,6 +173,7 @@ export class RelayConnection {
     }
     this.#pump();
     this.#arm(client);
+    if (client.dataPacketsSent !== this.#creditedSent) this.#scheduleFlush();
   }
 
   #arm(client: RelayClient): void {
@@ -206,6 +210,10 @@ export class RelayConnection {
 
   #push(...events: RelayWorkerEvent[]): void {
     for (const e of events) this.#outbox.push(e);
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
     if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => this.#flush());
@@ -214,6 +222,11 @@ export class RelayConnection {
 
   #flush(): void {
     this.#flushQueued = false;
+    const sent = this.#client?.dataPacketsSent ?? 0;
+    if (sent !== this.#creditedSent) {
+      this.#outbox.push({ type: "sent", packets: sent - this.#creditedSent });
+      this.#creditedSent = sent;
+    }
     if (this.#outbox.length === 0) return;
     const batch = this.#outbox;
     this.#outbox = [];

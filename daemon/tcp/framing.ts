@@ -36,6 +36,11 @@ export function sealFrameInto(
   if (plain.length < 1 || plain.length > MAX_PLAIN_SIZE) {
     throw new RangeError(`frame plaintext must be 1..${MAX_PLAIN_SIZE} bytes, got ${plain.length}`);
   }
+  // Checked before sealing: a nonce spent on a frame that is never written desynchronises
+  // the stream for good.
+  if (offset + frameSize(plain.length) > dest.length || scratch.length < plain.length + 32) {
+    throw new RangeError("sealFrameInto: destination or scratch too small");
+  }
   const box = seal(
     session.sharedKey,
     session.sendNonce,
@@ -66,6 +71,9 @@ export function openFrame(
   box: Uint8Array,
   scratch?: Uint8Array,
 ): Uint8Array | null {
+  if (scratch !== undefined && scratch.length < box.length + 32) {
+    throw new RangeError("openFrame: scratch too small"); // a caller bug, not a bad MAC
+  }
   const plain = open(
     session.sharedKey,
     session.recvNonce,
@@ -85,8 +93,9 @@ const NEED_MORE: FrameRead = { kind: "need_more" };
 
 /**
  * Splits a byte stream into frame bodies, whatever the read sizes (down to one byte).
- * Returned boxes are views valid until the next push(); the reader keeps its own copy of any
- * partial frame, so the caller may reuse its read buffer once next() says need_more.
+ * Returned boxes may be views into the pushed chunk: use each before reusing that buffer.
+ * The reader keeps its own copy of any partial frame, so the caller may reuse its read
+ * buffer once next() says need_more.
  */
 export class FrameReader {
   #buf: Uint8Array = new Uint8Array(0);

@@ -277,6 +277,7 @@ export class RelayClient {
   #packetsIn = 0;
   #packetsOut = 0;
   #droppedUnrouted = 0;
+  #dataPacketsSent = 0;
   #refusedSends = 0;
 
   constructor(opts: RelayClientOptions) {
@@ -319,6 +320,15 @@ export class RelayClient {
   /** The socket reached EOF or failed. */
   transportClosed(now: number, error?: string): void {
     if (this.#state === "disconnected") return;
+    if (this.#state === "unconfirmed" && this.#rawOut.length === 0 && this.#out === null) {
+      // A relay that cannot open our handshake closes without a word (TCP_server.c).
+      this.#close(
+        "handshake_failed",
+        "the relay closed the connection in answer to our handshake: wrong relay public key?",
+        now,
+      );
+      return;
+    }
     this.#close(
       error ? "socket_error" : "socket_closed",
       error ?? "the relay closed the connection",
@@ -488,9 +498,10 @@ export class RelayClient {
   nextTransmitTime(now: number): number {
     if (this.#state !== "confirmed" || this.#out !== null) return Infinity;
     if (this.#priority.length > 0) return now;
-    const next = this.#data.peek();
-    if (next === undefined) return Infinity;
-    return now + this.#pacer.delayFor(frameSize(next.length), now);
+    if (this.#data.length === 0) return Infinity;
+    // Wait for a write quantum's worth of tokens (or for all that is queued, if less).
+    const framed = this.#data.bytes + this.#data.length * frameSize(0);
+    return now + this.#pacer.delayFor(Math.min(framed, this.#pacer.writeQuantum), now);
   }
 
   // ---- output -------------------------------------------------------------------------
@@ -557,6 +568,7 @@ export class RelayClient {
       o += sealFrameInto(session, this.#data.shift()!, chunk, o, this.#scratchOut);
     }
     this.#packetsOut += nPriority + nData;
+    this.#dataPacketsSent += nData;
     if (nData > 0) {
       this.#pacer.consume(dataBytes);
       this.#lastDataWritten = now;
@@ -680,6 +692,11 @@ export class RelayClient {
     for (const s of this.#slots) if (s) out.push(s.publicKey);
     for (const r of this.#requested.values()) if (!r.cancelled) out.push(r.publicKey);
     return out;
+  }
+
+  /** Data-lane packets (DATA, OOB, onion) handed to the socket so far. */
+  get dataPacketsSent(): number {
+    return this.#dataPacketsSent;
   }
 
   connectionIdOf(publicKey: Uint8Array): number | undefined {
