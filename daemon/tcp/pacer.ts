@@ -47,6 +47,17 @@ export const DEFAULT_PACER: PacerConfig = {
 /** The smallest bucket: one largest frame must always fit, with room for timer jitter. */
 const MIN_BURST = 8192;
 const MIN_WRITE = 4096;
+/**
+ * Each frame is charged at least this many bytes: the relay spends its time per packet (two
+ * FIONREADs, two recvs, a decrypt, an encrypt, a send) and drops what the receiver's socket
+ * cannot take at once, so tiny packets need a packet-rate bound as well as a byte-rate one.
+ */
+export const MIN_FRAME_CHARGE = 256;
+
+/** What a frame of `frameBytes` costs in the bucket. */
+export function frameCharge(frameBytes: number): number {
+  return Math.max(frameBytes, MIN_FRAME_CHARGE);
+}
 
 export class Pacer {
   readonly config: PacerConfig;

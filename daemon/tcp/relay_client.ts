@@ -36,7 +36,7 @@ import {
   PacketId,
   type RelayPacket,
 } from "./packets.ts";
-import { DEFAULT_PACER, Pacer, type PacerConfig } from "./pacer.ts";
+import { DEFAULT_PACER, frameCharge, Pacer, type PacerConfig } from "./pacer.ts";
 import { type ProxyKind, ProxyNegotiation, type ProxyTarget } from "./proxy.ts";
 
 export type RelayState = "connecting" | "proxy" | "unconfirmed" | "confirmed" | "disconnected";
@@ -500,7 +500,7 @@ export class RelayClient {
     if (this.#priority.length > 0) return now;
     if (this.#data.length === 0) return Infinity;
     // Wait for a write quantum's worth of tokens (or for all that is queued, if less).
-    const framed = this.#data.bytes + this.#data.length * frameSize(0);
+    const framed = this.#data.bytes + this.#data.length * frameCharge(frameSize(0));
     return now + this.#pacer.delayFor(Math.min(framed, this.#pacer.writeQuantum), now);
   }
 
@@ -545,14 +545,15 @@ export class RelayClient {
     if (nPriority === this.#priority.length) {
       for (let i = 0; i < this.#data.length; i++) {
         const f = frameSize(this.#data.at(i)!.length);
+        const charge = frameCharge(f);
         if (size + f > max) break;
-        if (f > budget) {
+        if (charge > budget) {
           this.#pacer.markLimited();
           break;
         }
-        budget -= f;
+        budget -= charge;
         size += f;
-        dataBytes += f;
+        dataBytes += charge;
         nData++;
       }
     }
