@@ -37,6 +37,8 @@ export interface FlowOptions {
   readonly batch?: number;
   /** Stop waiting once nothing has arrived for this long after the last send. */
   readonly quietMs?: number;
+  /** End the flow early (a test that has seen what it needed). */
+  readonly signal?: AbortSignal;
 }
 
 export function runFlow(
@@ -114,6 +116,7 @@ export function runFlow(
       if (done) return;
       done = true;
       clearInterval(watch);
+      opts.signal?.removeEventListener("abort", onAbort);
       offFrom();
       offTo();
       resolve({
@@ -136,6 +139,8 @@ export function runFlow(
         finish(false); // everything left our side; what has not arrived by now was lost
       }
     }, 50);
+    const onAbort = () => finish(false);
+    opts.signal?.addEventListener("abort", onAbort);
     pump();
   });
 }

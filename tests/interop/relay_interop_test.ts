@@ -106,11 +106,13 @@ interopTest("relay: the relay killed mid-stream gives a clean closed event, not 
   await using relay = await startBootstrapd();
   const p = await routedPair(relay);
   try {
+    const stop = new AbortController();
     const flow = runFlow(p.a, p.b, {
       count: 1_000_000,
       size: 1024,
       timeoutMs: 20_000,
       quietMs: 1_000,
+      signal: stop.signal,
     });
     await p.lb.waitFor("data", 5_000);
     await relay.kill();
@@ -123,6 +125,7 @@ interopTest("relay: the relay killed mid-stream gives a clean closed event, not 
     assert.ok(p.la.count("offline") >= 1 && p.lb.count("offline") >= 1);
     p.a.handle.requestStats();
     assert.equal((await p.la.waitFor("stats")).stats.state, "disconnected");
+    stop.abort();
     const r = await flow;
     assert.ok(r.received > 0);
   } finally {
@@ -137,11 +140,13 @@ interopTest(
     await using relay = await startBootstrapd();
     const p = await routedPair(relay);
     try {
+      const stop = new AbortController();
       const flow = runFlow(p.a, p.b, {
         count: 1_000_000,
         size: 1024,
         timeoutMs: 30_000,
         quietMs: 1_000,
+        signal: stop.signal,
       });
       await p.lb.waitFor("data", 5_000);
       const stoppedAt = performance.now();
@@ -157,6 +162,11 @@ interopTest(
       const since = p.la.events.indexOf(rec);
       await p.la.waitFor("confirmed", 10_000, () => true, since);
       await p.la.waitFor("online", 10_000, () => true, since);
+      // Data flows again over the new session.
+      const before = p.lb.count("data");
+      await p.lb.waitFor("data", 5_000, () => true, p.lb.events.length);
+      assert.ok(p.lb.count("data") > before);
+      stop.abort();
       await flow;
       console.log(`stall detected after ${detectMs.toFixed(0)} ms`);
     } finally {
