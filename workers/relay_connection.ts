@@ -5,8 +5,7 @@
  * Runs inside the relay Worker; kept apart from the Worker entry so tests and benchmarks
  * can drive it in-thread too.
  */
-import { systemRandom } from "../daemon/crypto.ts";
-import { fromHex } from "../daemon/crypto.ts";
+import { fromHex, systemRandom } from "../daemon/crypto.ts";
 import { RelayClient } from "../daemon/tcp/relay_client.ts";
 import { formatProxyUrl } from "../daemon/tcp/proxy.ts";
 import type { RelaySendItem, RelayWorkerEvent, ToRelayWorker } from "./messages.ts";
