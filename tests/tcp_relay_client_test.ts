@@ -355,7 +355,7 @@ Deno.test("disconnected is terminal: sends refused, online peers reported offlin
   const peer = newKeyPair(seededRandom(3)).publicKey;
   routeOnline(r, peer);
   r.client.sendData(peer, Uint8Array.of(1));
-  r.client.close(r.now);
+  r.client.close();
   const ev = collect(r);
   assert.deepEqual(ev.slice(-2).map((e) => e.type), ["offline", "closed"]);
   const c = ev.at(-1) as Extract<RelayEvent, { type: "closed" }>;

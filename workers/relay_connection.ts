@@ -82,7 +82,7 @@ export class RelayConnection {
       conn = await Deno.connect({ hostname: host, port, transport: "tcp" });
     } catch (e) {
       if (client === this.#client) {
-        client.transportClosed(this.#clock(), `connect to ${host}:${port}: ${errorText(e)}`);
+        client.transportClosed(`connect to ${host}:${port}: ${errorText(e)}`);
         this.#afterCore();
       }
       return;
@@ -106,7 +106,7 @@ export class RelayConnection {
         const n = await conn.read(buf);
         if (client !== this.#client || client.state === "disconnected") return;
         if (n === null) {
-          client.transportClosed(this.#clock());
+          client.transportClosed();
           this.#afterCore();
           return;
         }
@@ -115,7 +115,7 @@ export class RelayConnection {
       }
     } catch (e) {
       if (client === this.#client && client.state !== "disconnected") {
-        client.transportClosed(this.#clock(), `read: ${errorText(e)}`);
+        client.transportClosed(`read: ${errorText(e)}`);
         this.#afterCore();
       }
     }
@@ -139,7 +139,7 @@ export class RelayConnection {
         (e) => {
           this.#writing = false;
           if (client === this.#client && client.state !== "disconnected") {
-            client.transportClosed(this.#clock(), `write: ${errorText(e)}`);
+            client.transportClosed(`write: ${errorText(e)}`);
             this.#afterCore();
           }
         },
@@ -295,7 +295,7 @@ export class RelayConnection {
     this.#closedByOwner = true;
     const client = this.#client;
     if (client && client.state !== "disconnected") {
-      client.close(this.#clock());
+      client.close();
       this.#afterCore();
     }
     this.#dropSocket();

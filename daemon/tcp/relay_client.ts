@@ -313,26 +313,24 @@ export class RelayClient {
       this.#state = "proxy";
       this.#rawOut.push(this.#proxy.start());
     } else {
-      this.#startHandshake(now);
+      this.#startHandshake();
     }
   }
 
   /** The socket reached EOF or failed. */
-  transportClosed(now: number, error?: string): void {
+  transportClosed(error?: string): void {
     if (this.#state === "disconnected") return;
     if (this.#state === "unconfirmed" && this.#rawOut.length === 0 && this.#out === null) {
       // A relay that cannot open our handshake closes without a word (TCP_server.c).
       this.#close(
         "handshake_failed",
         "the relay closed the connection in answer to our handshake: wrong relay public key?",
-        now,
       );
       return;
     }
     this.#close(
       error ? "socket_error" : "socket_closed",
       error ?? "the relay closed the connection",
-      now,
     );
   }
 
@@ -349,17 +347,17 @@ export class RelayClient {
           this.#rawOut.push(progress.bytes);
           return;
         case "failed":
-          this.#close("proxy_failed", `proxy: ${progress.reason}`, now);
+          this.#close("proxy_failed", `proxy: ${progress.reason}`);
           return;
         case "done":
-          this.#startHandshake(now);
+          this.#startHandshake();
           bytes = progress.leftover;
           if (bytes.length === 0) return;
       }
     }
     if (this.#state === "connecting") {
       // Nothing may arrive before we have spoken; a relay never does this.
-      this.#close("bad_frame", "bytes arrived before the handshake was sent", now);
+      this.#close("bad_frame", "bytes arrived before the handshake was sent");
       return;
     }
     this.#reader.push(bytes);
@@ -372,7 +370,6 @@ export class RelayClient {
         this.#close(
           "handshake_failed",
           "the relay's handshake reply did not decrypt: wrong relay public key, or not a Tox relay",
-          now,
         );
         return;
       }
@@ -425,7 +422,6 @@ export class RelayClient {
                 ? "proxy reply"
                 : "handshake reply"
             } within ${this.config.connectTimeoutMs} ms`,
-            now,
           );
         }
         return;
@@ -438,7 +434,7 @@ export class RelayClient {
       // instead), so a write that cannot finish for this long means the relay stopped reading.
       const blockedFor = now - this.#writeStartedAt;
       if (blockedFor >= this.config.stallTimeoutMs) {
-        this.#close("stalled", `the relay took none of our bytes for ${blockedFor} ms`, now);
+        this.#close("stalled", `the relay took none of our bytes for ${blockedFor} ms`);
         return;
       }
       if (blockedFor >= this.config.writeBlockedMs && !this.#writeBlockedReported) {
@@ -449,11 +445,11 @@ export class RelayClient {
     if (this.#pingId !== 0n) {
       const waited = now - this.#pingSentAt;
       if (this.#pingBusy && waited >= this.config.stallTimeoutMs) {
-        this.#close("stalled", `no PONG for ${waited} ms while data was flowing`, now);
+        this.#close("stalled", `no PONG for ${waited} ms while data was flowing`);
         return;
       }
       if (waited >= this.config.pingTimeoutMs) {
-        this.#close("ping_timeout", `no PONG within ${this.config.pingTimeoutMs} ms`, now);
+        this.#close("ping_timeout", `no PONG within ${this.config.pingTimeoutMs} ms`);
         return;
       }
     } else {
@@ -514,14 +510,15 @@ export class RelayClient {
     if (this.#out !== null) return this.#out.subarray(this.#outOff);
     if (this.#state === "disconnected") return null;
     if (this.#rawOut.length > 0) {
-      return this.#startWrite(this.#rawOut.splice(0, this.#rawOut.length), now);
+      const raw = this.#rawOut;
+      this.#rawOut = [];
+      return this.#startWrite(raw.length === 1 ? raw[0] : concatBytes(...raw), now);
     }
     if (this.#state !== "confirmed") return null;
     return this.#buildFrames(now);
   }
 
-  #startWrite(parts: Uint8Array[], now: number): Uint8Array {
-    const chunk = parts.length === 1 ? parts[0] : concatBytes(...parts);
+  #startWrite(chunk: Uint8Array, now: number): Uint8Array {
     this.#out = chunk;
     this.#outOff = 0;
     this.#writeStartedAt = now;
@@ -575,7 +572,7 @@ export class RelayClient {
       this.#lastDataWritten = now;
       this.#checkDrained();
     }
-    return this.#startWrite([chunk], now);
+    return this.#startWrite(chunk, now);
   }
 
   /** Events since the last call, oldest first. */
@@ -681,8 +678,8 @@ export class RelayClient {
   }
 
   /** Close by our own choice. */
-  close(now: number, message = "closed by its owner"): void {
-    if (this.#state !== "disconnected") this.#close("closed_by_owner", message, now);
+  close(message = "closed by its owner"): void {
+    if (this.#state !== "disconnected") this.#close("closed_by_owner", message);
   }
 
   // ---- introspection ------------------------------------------------------------------
@@ -752,12 +749,12 @@ export class RelayClient {
     return this.#data.length > 0 || now - this.#lastDataWritten < this.config.busyWindowMs;
   }
 
-  #startHandshake(now: number): void {
+  #startHandshake(): void {
     let hs;
     try {
       hs = createClientHandshake(this.self, this.relayPublicKey, this.#random);
     } catch (e) {
-      this.#close("handshake_failed", `relay public key unusable: ${(e as Error).message}`, now);
+      this.#close("handshake_failed", `relay public key unusable: ${(e as Error).message}`);
       return;
     }
     this.#pendingHandshake = hs.pending;
@@ -806,12 +803,12 @@ export class RelayClient {
       const r = this.#reader.next();
       if (r.kind === "need_more") return;
       if (r.kind === "error") {
-        this.#close("bad_frame", r.error.message, now);
+        this.#close("bad_frame", r.error.message);
         return;
       }
       const plain = openFrame(session, r.box, this.#scratchIn);
       if (plain === null) {
-        this.#close("bad_mac", "a frame failed authentication (bad MAC or nonce out of step)", now);
+        this.#close("bad_mac", "a frame failed authentication (bad MAC or nonce out of step)");
         return;
       }
       this.#packetsIn++;
@@ -822,13 +819,13 @@ export class RelayClient {
   #handlePacket(plain: Uint8Array, now: number): void {
     const d = decodeRelayPacket(plain);
     if (!d.ok) {
-      this.#close("bad_packet", d.error.message, now);
+      this.#close("bad_packet", d.error.message);
       return;
     }
     const p: RelayPacket = d.value;
     switch (p.kind) {
       case "routing_response":
-        return this.#onRoutingResponse(p.connectionId, p.publicKey, now);
+        return this.#onRoutingResponse(p.connectionId, p.publicKey);
       case "connection_notification": {
         const slot = this.#slots[p.connectionId - NUM_RESERVED_PORTS];
         // c-toxcore acts only on a registered, offline slot; anything else is stale.
@@ -898,13 +895,12 @@ export class RelayClient {
           `the relay sent ${p.kind.toUpperCase()} (id ${
             PacketId[p.kind.toUpperCase() as keyof typeof PacketId]
           }), which only clients send`,
-          now,
         );
         return;
     }
   }
 
-  #onRoutingResponse(connectionId: number | null, publicKey: Uint8Array, now: number): void {
+  #onRoutingResponse(connectionId: number | null, publicKey: Uint8Array): void {
     const hex = toHex(publicKey);
     const existing = this.#byKey.get(hex);
     if (existing !== undefined) return; // c-toxcore ignores a response for a held key.
@@ -913,7 +909,6 @@ export class RelayClient {
       this.#close(
         "unsolicited_routing_response",
         `ROUTING_RESPONSE for ${hex.slice(0, 16)}…, a key we never asked for`,
-        now,
       );
       return;
     }
@@ -928,7 +923,6 @@ export class RelayClient {
       this.#close(
         "bad_packet",
         `ROUTING_RESPONSE reuses connection id ${connectionId}, which is held by another key`,
-        now,
       );
       return;
     }
@@ -942,7 +936,7 @@ export class RelayClient {
     this.#emit({ type: "routed", publicKey: pk, connectionId });
   }
 
-  #close(reason: CloseReason, message: string, _now: number): void {
+  #close(reason: CloseReason, message: string): void {
     const unsent = this.#data.length;
     this.#state = "disconnected";
     this.#data.clear();

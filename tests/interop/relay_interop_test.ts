@@ -18,6 +18,20 @@ import {
 
 const relayOf = (b: Bootstrapd) => ({ host: b.host, port: b.port, publicKey: b.publicKeyHex });
 
+/** An endless 1 KB flow from a to b, already delivering; abort `stop` to end it. */
+async function bulkFlow(p: Awaited<ReturnType<typeof routedPair>>, timeoutMs: number) {
+  const stop = new AbortController();
+  const flow = runFlow(p.a, p.b, {
+    count: 1_000_000,
+    size: 1024,
+    timeoutMs,
+    quietMs: 1_000,
+    signal: stop.signal,
+  });
+  await p.lb.waitFor("data", 5_000);
+  return { stop, flow };
+}
+
 /** Two endpoints on one relay, routed to each other and both online. */
 async function routedPair(relay: Bootstrapd) {
   const a = new RelayEndpoint({ relay: relayOf(relay) });
@@ -106,15 +120,7 @@ interopTest("relay: the relay killed mid-stream gives a clean closed event, not 
   await using relay = await startBootstrapd();
   const p = await routedPair(relay);
   try {
-    const stop = new AbortController();
-    const flow = runFlow(p.a, p.b, {
-      count: 1_000_000,
-      size: 1024,
-      timeoutMs: 20_000,
-      quietMs: 1_000,
-      signal: stop.signal,
-    });
-    await p.lb.waitFor("data", 5_000);
+    const { stop, flow } = await bulkFlow(p, 20_000);
     await relay.kill();
     const [ca, cb] = await Promise.all([p.la.waitFor("closed"), p.lb.waitFor("closed")]);
     for (const c of [ca, cb]) {
@@ -140,15 +146,7 @@ interopTest(
     await using relay = await startBootstrapd();
     const p = await routedPair(relay);
     try {
-      const stop = new AbortController();
-      const flow = runFlow(p.a, p.b, {
-        count: 1_000_000,
-        size: 1024,
-        timeoutMs: 30_000,
-        quietMs: 1_000,
-        signal: stop.signal,
-      });
-      await p.lb.waitFor("data", 5_000);
+      const { stop, flow } = await bulkFlow(p, 30_000);
       const stoppedAt = performance.now();
       relay.pause();
       const stalled = await p.la.waitFor("closed", 6_000);
