@@ -62,7 +62,7 @@ export function probeRelay(
             result.rtt_ms = round(e.rttMs);
             finish(null);
           } else if (e.type === "closed") finish(`${e.reason}: ${e.message}`);
-          else if (e.type === "bad_command") finish(e.message);
+          else if (e.type === "bad_command" || e.type === "crashed") finish(e.message);
         }
       },
     );

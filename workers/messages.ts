@@ -8,6 +8,12 @@
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import type { RelayAddress } from "../daemon/relay_address.ts";
 import type {
+  PeerView,
+  RelayView,
+  TcpConnectionsConfig,
+  TcpConnectionsEvent,
+} from "../daemon/tcp_connections.ts";
+import type {
   RelayClientConfig,
   RelayClientStats,
   RelayEvent,
@@ -61,6 +67,8 @@ export type RelayWorkerEvent =
   | { readonly type: "sent"; readonly packets: number }
   /** The session closed on a stall and the worker is reconnecting with the same key. */
   | { readonly type: "reconnecting"; readonly attempt: number; readonly routes: number }
+  /** The Worker itself died (an uncaught error): its socket is gone with it. */
+  | { readonly type: "crashed"; readonly message: string }
   /** A command the worker could not understand (an owner bug). */
   | { readonly type: "bad_command"; readonly message: string }
   /** Last message of a worker told to close: its socket is closed, it is exiting. */
@@ -90,3 +98,68 @@ export function transferablesOf(
   }
   return out;
 }
+
+// ---- coordinator ------------------------------------------------------------------------
+
+/** A packet for a peer (by DHT public key) through whichever relay TCP_connections picks. */
+export interface PeerPacket {
+  readonly publicKey: Uint8Array;
+  readonly data: Uint8Array;
+}
+
+/** Owner → coordinator worker. */
+export type ToCoordinator =
+  | {
+    readonly t: "init";
+    /** Our DHT key pair: the key relays know us by. */
+    readonly self: { readonly publicKey: Uint8Array; readonly secretKey: Uint8Array };
+    readonly proxy?: ProxyConfig;
+    readonly config?: Partial<TcpConnectionsConfig>;
+    readonly relayConfig?: Partial<RelayClientConfig>;
+  }
+  | { readonly t: "relay_add"; readonly relay: RelayAddress }
+  | { readonly t: "relay_remove"; readonly publicKey: string }
+  | { readonly t: "peer_add"; readonly publicKey: Uint8Array; readonly relays?: RelayAddress[] }
+  | { readonly t: "peer_remove"; readonly publicKey: Uint8Array }
+  | { readonly t: "peer_relay_add"; readonly publicKey: Uint8Array; readonly relay: RelayAddress }
+  /** Packets in order; a refused packet and every later one for that peer come back. */
+  | { readonly t: "send"; readonly packets: readonly PeerPacket[] }
+  | {
+    readonly t: "oob";
+    readonly relay: string;
+    readonly publicKey: Uint8Array;
+    readonly data: Uint8Array;
+  }
+  /** The layer above saw the peer acknowledge what we sent (see TcpConnections.delivered). */
+  | { readonly t: "delivered"; readonly publicKey: Uint8Array }
+  | { readonly t: "status"; readonly id: number }
+  | { readonly t: "close" };
+
+export interface CoordinatorStatus {
+  readonly relays: readonly RelayView[];
+  readonly peers: readonly PeerView[];
+  /** The coordinator isolate's heap, and the process RSS. */
+  readonly heapUsed: number;
+  readonly rss: number;
+  readonly workers: number;
+}
+
+export type CoordinatorEvent =
+  | TcpConnectionsEvent
+  /** Packets not taken (congested, not connected...): held by the owner until `writable`. */
+  | {
+    readonly type: "send_refused";
+    readonly peer: string;
+    readonly reason: string;
+    readonly message: string;
+    readonly packets: readonly Uint8Array[];
+  }
+  | { readonly type: "status"; readonly id: number; readonly status: CoordinatorStatus }
+  | { readonly type: "command_failed"; readonly command: string; readonly message: string }
+  | { readonly type: "shutdown" };
+
+/** Coordinator worker → owner. */
+export type FromCoordinator = {
+  readonly t: "events";
+  readonly events: readonly CoordinatorEvent[];
+};

@@ -37,7 +37,7 @@ export class RelayWorkerHandle {
     };
     this.#worker.onerror = (e) => {
       e.preventDefault();
-      onEvents([{ type: "bad_command", message: `relay worker crashed: ${e.message}` }]);
+      onEvents([{ type: "crashed", message: e.message }]);
     };
     this.#post({ t: "connect", ...opts });
   }

@@ -182,7 +182,7 @@ interface Slot {
 }
 
 /** A FIFO of plaintexts with a byte count; O(1) push and shift. */
-class PlainQueue {
+export class PlainQueue {
   #items: (Uint8Array | undefined)[] = [];
   #head = 0;
   bytes = 0;
@@ -434,7 +434,7 @@ export class RelayClient {
       // instead), so a write that cannot finish for this long means the relay stopped reading.
       const blockedFor = now - this.#writeStartedAt;
       if (blockedFor >= this.config.stallTimeoutMs) {
-        this.#close("stalled", `the relay took none of our bytes for ${blockedFor} ms`);
+        this.#close("stalled", `the relay took none of our bytes for ${Math.round(blockedFor)} ms`);
         return;
       }
       if (blockedFor >= this.config.writeBlockedMs && !this.#writeBlockedReported) {
@@ -445,7 +445,7 @@ export class RelayClient {
     if (this.#pingId !== 0n) {
       const waited = now - this.#pingSentAt;
       if (this.#pingBusy && waited >= this.config.stallTimeoutMs) {
-        this.#close("stalled", `no PONG for ${waited} ms while data was flowing`);
+        this.#close("stalled", `no PONG for ${Math.round(waited)} ms while data was flowing`);
         return;
       }
       if (waited >= this.config.pingTimeoutMs) {

@@ -1,0 +1,232 @@
+/**
+ * Two coordinators (TCP_connections over one relay Worker per relay) through real
+ * c-toxcore 0.2.18 relays (Debian's tox-bootstrapd on 127.0.0.1, no bootstrap nodes, LAN
+ * discovery off): routing over every shared relay, failover when the sending relay dies or
+ * stops reading, reconnection when it comes back, OOB before the peer has routed us.
+ */
+import assert from "node:assert/strict";
+import { toHex } from "../../daemon/crypto.ts";
+import {
+  type CoordinatorEndpoint as Endpoint,
+  longestGapAfter,
+  runPeerFlow,
+} from "../../tools/peer_flow.ts";
+import { CoordinatorEndpoint } from "../../tools/peer_flow.ts";
+import type { CoordinatorEvent, CoordinatorStatus } from "../../workers/messages.ts";
+import { EventLog } from "../support/events.ts";
+import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
+
+const relayOf = (b: Bootstrapd) => ({
+  host: b.host,
+  port: b.port,
+  publicKey: b.publicKeyHex.toLowerCase(),
+});
+
+/** Poll the coordinator's status until `pred` holds (bounded). */
+async function statusUntil(
+  ep: Endpoint,
+  what: string,
+  pred: (s: CoordinatorStatus) => boolean,
+  timeoutMs = 15_000,
+): Promise<CoordinatorStatus> {
+  const end = performance.now() + timeoutMs;
+  let last: CoordinatorStatus | null = null;
+  while (performance.now() < end) {
+    last = await ep.handle.status();
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms; last status ${JSON.stringify(last)}`);
+}
+
+const onlineSlots = (s: CoordinatorStatus) =>
+  s.peers[0]?.slots.filter((x) => x.status === "online").length ?? 0;
+
+/** Two coordinators given the same relays, each with the other as its peer. */
+function pair(relays: Bootstrapd[]) {
+  const a = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
+  const b = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
+  const la = new EventLog<CoordinatorEvent>(["data"]);
+  const lb = new EventLog<CoordinatorEvent>(["data"]);
+  a.subscribe(la.push);
+  b.subscribe(lb.push);
+  return { a, b, la, lb, close: () => Promise.all([a.close(), b.close()]) };
+}
+
+interopTest(
+  "coordinator: two coordinators on three shared relays route over all three; killing the sending relay moves traffic at once; restarting it brings it back",
+  ["tox-bootstrapd"],
+  async (_t, signal) => {
+    const relays = await Promise.all([startBootstrapd(), startBootstrapd(), startBootstrapd()]);
+    const p = pair(relays);
+    try {
+      p.a.handle.addPeer(p.b.publicKey);
+      p.b.handle.addPeer(p.a.publicKey);
+      await statusUntil(p.a, "A sees B online on all 3 relays", (s) => onlineSlots(s) === 3);
+      await statusUntil(p.b, "B sees A online on all 3 relays", (s) => onlineSlots(s) === 3);
+
+      // A steady stream A -> B, 800 packets/s.
+      const stop = new AbortController();
+      signal.addEventListener("abort", () => stop.abort());
+      const flow = runPeerFlow(p.a, p.b, {
+        count: 1_000_000,
+        size: 200,
+        batch: 4,
+        intervalMs: 5,
+        timeoutMs: 60_000,
+        signal: stop.signal,
+      });
+      await p.la.waitFor("sender_changed", 5_000);
+      const before = await p.a.handle.status();
+      const sender = before.peers[0].sender!;
+      const victim = relays.find((r) => r.publicKeyHex.toLowerCase() === sender)!;
+      assert.ok(victim, "the sender is one of our relays");
+      await new Promise((r) => setTimeout(r, 500));
+
+      const killedAt = performance.now();
+      await victim.kill();
+      const moved = await p.la.waitFor("sender_changed", 10_000, (e) => e.from === sender);
+      assert.ok(
+        moved.to !== null && moved.to !== sender,
+        `moved to another relay: ${moved.reason}`,
+      );
+      await new Promise((r) => setTimeout(r, 1_000));
+
+      // Back: the relay reconnects (with back-off) and B is online on it again.
+      await victim.restart();
+      await statusUntil(
+        p.a,
+        "killed relay back in A's set with B online on it",
+        (s) => s.peers[0].slots.some((x) => x.relay === sender && x.status === "online"),
+        30_000,
+      );
+      stop.abort();
+      const r = await flow;
+      const gap = longestGapAfter(r.arrivals, killedAt - r.startedAt);
+      console.log(
+        `failover gap ${
+          gap.toFixed(0)
+        } ms; ${r.received}/${r.sent} arrived, ${r.lost} lost in the ` +
+          `dead relay, ${r.outOfOrder} out of order; reason: ${moved.reason}`,
+      );
+      // The socket's death is seen at once, not after the 30 s ping + 10 s timeout.
+      assert.ok(gap < 5_000, `failover gap ${gap} ms`);
+      assert.ok(r.received > 0 && r.arrivals.at(-1)! > killedAt - r.startedAt + 1_000);
+      const after = await p.a.handle.status();
+      const view = after.relays.find((x) => x.publicKey === sender)!;
+      assert.equal(view.state, "confirmed");
+      assert.ok(view.sessions >= 2, "a second session on the restarted relay");
+    } finally {
+      await p.close();
+      await Promise.all(relays.map((r) => r.stop()));
+    }
+  },
+);
+
+interopTest(
+  "coordinator: before the peer has routed us, data goes as OOB through the relay where the peer is registered",
+  ["tox-bootstrapd"],
+  async () => {
+    await using relay = await startBootstrapd();
+    const p = pair([relay]);
+    try {
+      // B is connected to the relay but has not added A: A's route is REGISTERED, not ONLINE.
+      await p.lb.waitFor("relay_state", 10_000, (e) => e.state === "confirmed");
+      p.a.handle.addPeer(p.b.publicKey);
+      await statusUntil(
+        p.a,
+        "A registered for B",
+        (s) => s.peers[0]?.slots[0]?.status === "registered",
+      );
+      const oob = p.lb.waitFor("oob", 5_000);
+      p.a.handle.send([{
+        publicKey: p.b.publicKey,
+        data: new TextEncoder().encode("before routing"),
+      }]);
+      const got = await oob;
+      assert.equal(toHex(got.from), p.a.publicKeyHex);
+      assert.equal(new TextDecoder().decode(got.data), "before routing");
+      assert.equal(got.relay, relayOf(relay).publicKey);
+      assert.equal((await p.a.handle.status()).peers[0].oobSent, 1);
+
+      // Once B routes A too, both are ONLINE and the same call sends DATA.
+      p.b.handle.addPeer(p.a.publicKey);
+      await p.la.waitFor("peer_online", 10_000);
+      const data = p.lb.waitFor("data", 5_000);
+      p.a.handle.send([{ publicKey: p.b.publicKey, data: new TextEncoder().encode("routed") }]);
+      assert.equal(new TextDecoder().decode((await data).data), "routed");
+      assert.equal((await p.a.handle.status()).peers[0].oobSent, 1);
+    } finally {
+      await p.close();
+    }
+  },
+);
+
+interopTest(
+  "coordinator: a sending relay that stops reading (SIGSTOP) is left for another relay and the coordinator's memory stays bounded",
+  ["tox-bootstrapd"],
+  async (_t, signal) => {
+    const relays = await Promise.all([startBootstrapd(), startBootstrapd()]);
+    const p = pair(relays);
+    try {
+      p.a.handle.addPeer(p.b.publicKey);
+      p.b.handle.addPeer(p.a.publicKey);
+      await statusUntil(p.a, "A sees B online on both relays", (s) => onlineSlots(s) === 2);
+      await statusUntil(p.b, "B sees A online on both relays", (s) => onlineSlots(s) === 2);
+
+      const stop = new AbortController();
+      signal.addEventListener("abort", () => stop.abort());
+      const flow = runPeerFlow(p.a, p.b, {
+        count: 10_000_000,
+        size: 1024,
+        timeoutMs: 60_000,
+        signal: stop.signal,
+      });
+      await p.la.waitFor("sender_changed", 5_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const busy = await statusUntil(p.a, "A has a sender", (s) => s.peers[0].sender !== null);
+      const sender = busy.peers[0].sender!;
+      const victim = relays.find((r) => r.publicKeyHex.toLowerCase() === sender)!;
+      const heapBefore = busy.heapUsed;
+
+      const pausedAt = performance.now();
+      victim.pause();
+      let maxInflight = 0, maxHeap = 0, maxQueue = 0;
+      const window = 128;
+      const sampler = setInterval(async () => {
+        const s = await p.a.handle.status().catch(() => null);
+        if (!s) return;
+        for (const r of s.relays) {
+          maxInflight = Math.max(maxInflight, r.inflight);
+          maxQueue = Math.max(maxQueue, r.queueBytes);
+        }
+        maxHeap = Math.max(maxHeap, s.heapUsed);
+      }, 100);
+      try {
+        const moved = await p.la.waitFor("sender_changed", 10_000, (e) => e.from === sender);
+        assert.ok(moved.to !== null && moved.to !== sender);
+        const movedMs = performance.now() - pausedAt;
+        await new Promise((r) => setTimeout(r, 2_000));
+        stop.abort();
+        const r = await flow;
+        const gap = longestGapAfter(r.arrivals, pausedAt - r.startedAt);
+        console.log(
+          `SIGSTOP: left the relay after ${movedMs.toFixed(0)} ms (${moved.reason}); gap ` +
+            `${gap.toFixed(0)} ms; ${r.received} packets arrived; coordinator heap ` +
+            `${(heapBefore / 1e6).toFixed(1)} -> max ${(maxHeap / 1e6).toFixed(1)} MB; max ` +
+            `in flight per relay ${maxInflight} packets; max relay queue ${maxQueue} bytes`,
+        );
+        assert.ok(r.arrivals.at(-1)! > pausedAt - r.startedAt + movedMs, "traffic after the move");
+        assert.ok(maxInflight <= window, `in flight ${maxInflight} <= window ${window}`);
+        assert.ok(maxQueue <= 1024 * 1024, `relay data lane ${maxQueue} <= 1 MiB`);
+        assert.ok(maxHeap - heapBefore < 32e6, "coordinator heap did not grow with the backlog");
+      } finally {
+        clearInterval(sampler);
+        victim.resume();
+      }
+    } finally {
+      await p.close();
+      await Promise.all(relays.map((r) => r.stop()));
+    }
+  },
+);

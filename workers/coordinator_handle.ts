@@ -1,0 +1,110 @@
+/**
+ * The owner's side of the coordinator Worker: typed commands down, batched events up, a
+ * status request that resolves with the reply, and a close that waits for every relay
+ * worker to be gone before the Worker is terminated.
+ */
+import type { RelayAddress } from "../daemon/relay_address.ts";
+import type {
+  CoordinatorEvent,
+  CoordinatorStatus,
+  FromCoordinator,
+  PeerPacket,
+  ToCoordinator,
+} from "./messages.ts";
+
+const WORKER_URL = new URL("./coordinator.ts", import.meta.url);
+
+export class CoordinatorHandle {
+  readonly #worker: Worker;
+  #closed = false;
+  #shutdown: (() => void) | null = null;
+  #nextId = 1;
+  readonly #pending = new Map<number, (s: CoordinatorStatus) => void>();
+
+  constructor(
+    init: Omit<Extract<ToCoordinator, { t: "init" }>, "t">,
+    onEvents: (events: readonly CoordinatorEvent[]) => void,
+  ) {
+    this.#worker = new Worker(WORKER_URL, { type: "module", name: "coordinator" });
+    this.#worker.onmessage = (e: MessageEvent<FromCoordinator>) => {
+      const rest: CoordinatorEvent[] = [];
+      for (const ev of e.data.events) {
+        if (ev.type === "shutdown") this.#shutdown?.();
+        if (ev.type === "status" && this.#pending.has(ev.id)) {
+          this.#pending.get(ev.id)!(ev.status);
+          this.#pending.delete(ev.id);
+        } else rest.push(ev);
+      }
+      if (rest.length > 0) onEvents(rest);
+    };
+    this.#worker.onerror = (e) => {
+      e.preventDefault();
+      onEvents([{
+        type: "command_failed",
+        command: "worker",
+        message: `coordinator crashed: ${e.message}`,
+      }]);
+    };
+    this.#post({ t: "init", ...init });
+  }
+
+  #post(msg: ToCoordinator, transfer: ArrayBuffer[] = []): void {
+    if (!this.#closed) this.#worker.postMessage(msg, transfer);
+  }
+
+  addRelay(relay: RelayAddress): void {
+    this.#post({ t: "relay_add", relay });
+  }
+
+  removeRelay(publicKey: string): void {
+    this.#post({ t: "relay_remove", publicKey });
+  }
+
+  addPeer(publicKey: Uint8Array, relays?: RelayAddress[]): void {
+    this.#post({ t: "peer_add", publicKey, relays });
+  }
+
+  removePeer(publicKey: Uint8Array): void {
+    this.#post({ t: "peer_remove", publicKey });
+  }
+
+  addPeerRelay(publicKey: Uint8Array, relay: RelayAddress): void {
+    this.#post({ t: "peer_relay_add", publicKey, relay });
+  }
+
+  /** Packets are copied to the worker; refused ones come back in `send_refused`. */
+  send(packets: readonly PeerPacket[]): void {
+    this.#post({ t: "send", packets });
+  }
+
+  delivered(publicKey: Uint8Array): void {
+    this.#post({ t: "delivered", publicKey });
+  }
+
+  status(timeoutMs = 5_000): Promise<CoordinatorStatus> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`no status reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, (s) => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      this.#post({ t: "status", id });
+    });
+  }
+
+  /** Close every relay and the coordinator; terminate it if it takes longer than `graceMs`. */
+  async close(graceMs = 5_000): Promise<void> {
+    if (this.#closed) return;
+    const done = new Promise<void>((resolve) => (this.#shutdown = resolve));
+    this.#post({ t: "close" });
+    this.#closed = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    this.#worker.terminate();
+  }
+}

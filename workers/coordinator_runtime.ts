@@ -1,0 +1,282 @@
+/**
+ * The I/O shell around TcpConnections: one relay Worker per relay it opens, one timer for
+ * its deadlines, and the owner's commands and events. Runs inside the coordinator Worker;
+ * kept apart from the Worker entry so tests and benchmarks can drive it in-thread too.
+ *
+ * Nothing queues here: a packet TcpConnections will not take goes back to the owner in a
+ * `send_refused` event (with `writable` to follow), so the coordinator's memory is bounded
+ * by the relays' send windows, whatever the owner or the relays do.
+ */
+import { systemRandom, toHex } from "../daemon/crypto.ts";
+import { type RelayAction, TcpConnections } from "../daemon/tcp_connections.ts";
+import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
+import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
+import type { RandomBytes } from "../daemon/crypto.ts";
+import { RelayWorkerHandle } from "./relay_handle.ts";
+import type {
+  CoordinatorEvent,
+  CoordinatorStatus,
+  PeerPacket,
+  RelayWorkerEvent,
+  ToCoordinator,
+} from "./messages.ts";
+
+type InitCommand = Extract<ToCoordinator, { t: "init" }>;
+
+/** Where relay workers come from: real Workers, or fakes in tests. */
+export interface RelayPort {
+  route(publicKey: Uint8Array): void;
+  unroute(publicKey: Uint8Array): void;
+  send(items: Parameters<RelayWorkerHandle["send"]>[0]): void;
+  requestStats(): void;
+  close(): Promise<void>;
+}
+
+export type RelaySpawner = (
+  opts: {
+    relay: { host: string; port: number; publicKey: string };
+    self: InitCommand["self"];
+    proxy?: ProxyConfig;
+    config?: Partial<RelayClientConfig>;
+  },
+  onEvents: (events: readonly RelayWorkerEvent[]) => void,
+) => RelayPort;
+
+export const workerSpawner: RelaySpawner = (opts, onEvents) =>
+  // The coordinator reconnects (with back-off) itself; the worker must not do it on its own.
+  new RelayWorkerHandle({ ...opts, reconnectOnStall: false }, onEvents);
+
+export interface CoordinatorRuntimeOptions {
+  readonly clock?: () => number;
+  readonly random?: RandomBytes;
+  readonly spawn?: RelaySpawner;
+}
+
+export class CoordinatorRuntime {
+  readonly #init: InitCommand;
+  readonly #core: TcpConnections;
+  readonly #emit: (events: CoordinatorEvent[]) => void;
+  readonly #clock: () => number;
+  readonly #spawn: RelaySpawner;
+  readonly #relays = new Map<string, RelayPort>();
+  readonly #closing = new Set<Promise<void>>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #outbox: CoordinatorEvent[] = [];
+  #flushQueued = false;
+  #closed = false;
+
+  constructor(
+    init: InitCommand,
+    emit: (events: CoordinatorEvent[]) => void,
+    opts: CoordinatorRuntimeOptions = {},
+  ) {
+    this.#init = init;
+    this.#emit = emit;
+    this.#clock = opts.clock ?? (() => performance.now());
+    this.#spawn = opts.spawn ?? workerSpawner;
+    this.#core = new TcpConnections({
+      now: this.#clock(),
+      random: opts.random ?? systemRandom,
+      proxy: init.proxy,
+      config: init.config,
+    });
+  }
+
+  get core(): TcpConnections {
+    return this.#core;
+  }
+
+  /** One owner command. Bad arguments become `command_failed`, never an exception. */
+  command(msg: ToCoordinator): void {
+    if (this.#closed) return;
+    const now = this.#clock();
+    const core = this.#core;
+    switch (msg.t) {
+      case "relay_add": {
+        const r = core.addRelay(msg.relay, now);
+        if (!r.ok) this.#fail("relay_add", r.message);
+        break;
+      }
+      case "relay_remove":
+        if (!core.removeRelay(msg.publicKey, now)) this.#fail("relay_remove", "unknown relay");
+        break;
+      case "peer_add":
+        if (!(msg.publicKey instanceof Uint8Array) || msg.publicKey.length !== 32) {
+          this.#fail("peer_add", "public key must be 32 bytes");
+          break;
+        }
+        core.addPeer(msg.publicKey, now);
+        for (const relay of msg.relays ?? []) {
+          const r = core.addPeerRelay(msg.publicKey, relay, now);
+          if (!r.ok) this.#fail("peer_add", r.message);
+        }
+        break;
+      case "peer_remove":
+        if (!core.removePeer(msg.publicKey, now)) this.#fail("peer_remove", "unknown peer");
+        break;
+      case "peer_relay_add": {
+        const r = core.addPeerRelay(msg.publicKey, msg.relay, now);
+        if (!r.ok) this.#fail("peer_relay_add", r.message);
+        break;
+      }
+      case "send":
+        this.#send(msg.packets, now);
+        break;
+      case "oob": {
+        const r = core.sendOob(msg.relay, msg.publicKey, msg.data, now);
+        if (!r.ok) this.#fail("oob", `${r.reason}: ${r.message}`);
+        break;
+      }
+      case "delivered":
+        core.delivered(msg.publicKey, now);
+        break;
+      case "status":
+        this.#push({ type: "status", id: msg.id, status: this.status() });
+        break;
+      case "init":
+        this.#fail("init", "already initialised");
+        break;
+      case "close":
+        // The Worker entry handles close (it must answer after the relays are gone).
+        break;
+      default:
+        this.#fail(String((msg as { t: unknown }).t), "unknown command");
+    }
+    this.#drive();
+  }
+
+  #send(packets: readonly PeerPacket[], now: number): void {
+    // Once a packet for a peer is refused, later ones for that peer go back too: order kept.
+    const refused = new Map<string, { reason: string; message: string; packets: Uint8Array[] }>();
+    for (const p of packets) {
+      const key = p.publicKey instanceof Uint8Array ? p.publicKey : new Uint8Array(0);
+      const hex = toHex(key);
+      const held = refused.get(hex);
+      if (held) {
+        held.packets.push(p.data);
+        continue;
+      }
+      const r = this.#core.sendData(
+        key,
+        p.data instanceof Uint8Array ? p.data : new Uint8Array(0),
+        now,
+      );
+      if (!r.ok) refused.set(hex, { reason: r.reason, message: r.message, packets: [p.data] });
+    }
+    for (const [peer, r] of refused) this.#push({ type: "send_refused", peer, ...r });
+  }
+
+  status(): CoordinatorStatus {
+    const now = this.#clock();
+    const mem = Deno.memoryUsage();
+    return {
+      relays: this.#core.relays(now),
+      peers: this.#core.peers(now),
+      heapUsed: mem.heapUsed,
+      rss: mem.rss,
+      workers: this.#relays.size,
+    };
+  }
+
+  /** Run the core's actions, forward its events, re-arm the timer. */
+  #drive(): void {
+    if (this.#closed) return;
+    for (const a of this.#core.takeActions()) this.#act(a);
+    const events = this.#core.takeEvents();
+    if (events.length > 0) this.#push(...events);
+    this.#arm();
+  }
+
+  #act(a: RelayAction): void {
+    switch (a.type) {
+      case "open": {
+        this.#stop(a.relay); // a leftover of an earlier session, if any
+        let port: RelayPort | null = null;
+        const onEvents = (events: readonly RelayWorkerEvent[]) => {
+          // Events of a worker we have let go belong to a session that is over.
+          if (port === null || this.#relays.get(a.relay) !== port || this.#closed) return;
+          this.#core.relayEvents(a.relay, events, this.#clock());
+          this.#drive();
+        };
+        port = this.#spawn(
+          {
+            relay: a.address,
+            self: this.#init.self,
+            proxy: a.proxy,
+            config: this.#init.relayConfig,
+          },
+          onEvents,
+        );
+        this.#relays.set(a.relay, port);
+        return;
+      }
+      case "close":
+        this.#stop(a.relay);
+        return;
+      case "route":
+        this.#relays.get(a.relay)?.route(a.publicKey);
+        return;
+      case "unroute":
+        this.#relays.get(a.relay)?.unroute(a.publicKey);
+        return;
+      case "send":
+        this.#relays.get(a.relay)?.send(a.items);
+        return;
+      case "stats":
+        this.#relays.get(a.relay)?.requestStats();
+        return;
+    }
+  }
+
+  #stop(relay: string): void {
+    const port = this.#relays.get(relay);
+    if (!port) return;
+    this.#relays.delete(relay);
+    const p = port.close().catch(() => {});
+    this.#closing.add(p);
+    p.finally(() => this.#closing.delete(p));
+  }
+
+  #arm(): void {
+    const at = this.#core.nextDeadline();
+    if (at === this.#timerAt && this.#timer !== undefined) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = at;
+    if (at === Infinity) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      this.#core.tick(this.#clock());
+      this.#drive();
+    }, Math.max(0, at - this.#clock()));
+  }
+
+  #fail(command: string, message: string): void {
+    this.#push({ type: "command_failed", command, message });
+  }
+
+  #push(...events: CoordinatorEvent[]): void {
+    for (const e of events) this.#outbox.push(e);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => {
+        this.#flushQueued = false;
+        const batch = this.#outbox;
+        this.#outbox = [];
+        if (batch.length > 0) this.#emit(batch);
+      });
+    }
+  }
+
+  /** Close every relay worker; resolves when they are gone. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const relay of [...this.#relays.keys()]) this.#stop(relay);
+    while (this.#closing.size > 0) await Promise.allSettled([...this.#closing]);
+  }
+}
