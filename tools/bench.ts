@@ -1,5 +1,5 @@
 /**
- * deno task bench [--json FILE] [--quick]
+ * deno task bench [--json FILE] [--quick] [--only relay,coordinator]
  *
  * Relay section: zero-loss throughput between two of our relay workers through a real
  * tox-bootstrapd on 127.0.0.1 (64, 1024, 2000-byte DATA), ping RTT percentiles, RSS per
@@ -13,6 +13,7 @@ import { RelayClient } from "../daemon/tcp/relay_client.ts";
 import { FakeRelayPeer, seededRandom } from "../tests/support/fake_relay.ts";
 import { type Bootstrapd, startBootstrapd } from "../tests/interop/harness.ts";
 import { type FlowResult, RelayEndpoint, runFlow } from "./relay_flow.ts";
+import { benchCoordinator } from "./bench_coordinator.ts";
 import type { RelayWorkerEvent } from "../workers/messages.ts";
 
 type Row = Record<string, string | number | null>;
@@ -236,14 +237,33 @@ function printTable(rows: Row[]): void {
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { json: { type: "string" }, quick: { type: "boolean" } },
+    options: {
+      json: { type: "string" },
+      quick: { type: "boolean" },
+      only: { type: "string" },
+    },
   });
-  console.log("== relay (our relay workers through tox-bootstrapd 0.2.18 on 127.0.0.1) ==");
-  const relay = await benchRelay(values.quick ?? false);
-  printTable(relay.rows);
-  console.log();
-  printTable(Object.entries(relay.summary).map(([k, v]) => ({ measure: k, value: v })));
-  const doc = { date: new Date().toISOString(), relay };
+  const quick = values.quick ?? false;
+  const want = (s: string) => values.only === undefined || values.only.split(",").includes(s);
+  const doc: Record<string, unknown> = { date: new Date().toISOString() };
+  if (want("relay")) {
+    console.log("== relay (our relay workers through tox-bootstrapd 0.2.18 on 127.0.0.1) ==");
+    const relay = await benchRelay(quick);
+    printTable(relay.rows);
+    console.log();
+    printTable(Object.entries(relay.summary).map(([k, v]) => ({ measure: k, value: v })));
+    doc.relay = relay;
+  }
+  if (want("coordinator")) {
+    console.log(
+      "\n== coordinator (two coordinators, tox-bootstrapd 0.2.18 relays on 127.0.0.1) ==",
+    );
+    const coordinator = await benchCoordinator(quick);
+    printTable(coordinator.rows);
+    console.log();
+    printTable(Object.entries(coordinator.summary).map(([k, v]) => ({ measure: k, value: v })));
+    doc.coordinator = coordinator;
+  }
   console.log("\nJSON " + JSON.stringify(doc));
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(doc, null, 2) + "\n");
 }

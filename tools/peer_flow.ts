@@ -57,6 +57,8 @@ export function longestGapAfter(arrivals: readonly number[], from: number): numb
   return longest;
 }
 
+const seqOf = (d: Uint8Array) => new DataView(d.buffer, d.byteOffset).getUint32(0);
+
 export function runPeerFlow(
   from: CoordinatorEndpoint,
   to: CoordinatorEndpoint,
@@ -69,6 +71,7 @@ export function runPeerFlow(
   const peerHex = to.publicKeyHex;
   let next = 0;
   let blocked = false;
+  let epoch = 0;
   const retry: Uint8Array[] = [];
   let received = 0;
   let expected = 0;
@@ -101,14 +104,17 @@ export function runPeerFlow(
         if (inflight() + batch > window) return;
         const data: Uint8Array[] = retry.splice(0, batch);
         while (data.length < batch && next < opts.count) data.push(packet(next++));
-        from.handle.send(data.map((d) => ({ publicKey: to.publicKey, data: d })));
+        from.handle.send(data.map((d) => ({ publicKey: to.publicKey, data: d })), epoch);
       }
     };
     const offFrom = from.subscribe((events) => {
       for (const e of events) {
         if (e.type === "send_refused" && e.peer === peerHex) {
           refused += e.packets.length;
-          retry.unshift(...e.packets);
+          epoch = Math.max(epoch, e.epoch);
+          // Refusals of several batches can come back in one turn: keep sequence order.
+          retry.push(...e.packets);
+          retry.sort((x, y) => seqOf(x) - seqOf(y));
           blocked = true;
         } else if ((e.type === "writable" || e.type === "peer_online") && e.peer === peerHex) {
           blocked = false;
@@ -120,7 +126,7 @@ export function runPeerFlow(
       const now = performance.now();
       for (const e of events) {
         if (e.type !== "data" || e.peer !== from.publicKeyHex) continue;
-        const seq = new DataView(e.data.buffer, e.data.byteOffset).getUint32(0);
+        const seq = seqOf(e.data);
         if (seq >= opts.count || seen[seq]) continue;
         seen[seq] = 1;
         received++;

@@ -73,8 +73,8 @@ export class CoordinatorHandle {
   }
 
   /** Packets are copied to the worker; refused ones come back in `send_refused`. */
-  send(packets: readonly PeerPacket[]): void {
-    this.#post({ t: "send", packets });
+  send(packets: readonly PeerPacket[], epoch?: number): void {
+    this.#post({ t: "send", packets, epoch });
   }
 
   delivered(publicKey: Uint8Array): void {

@@ -65,6 +65,9 @@ export class CoordinatorRuntime {
   #outbox: CoordinatorEvent[] = [];
   #flushQueued = false;
   #closed = false;
+  /** Count of send_refused events, and the newest one per peer. */
+  #epoch = 0;
+  readonly #refusedAt = new Map<string, number>();
 
   constructor(
     init: InitCommand,
@@ -114,6 +117,7 @@ export class CoordinatorRuntime {
         break;
       case "peer_remove":
         if (!core.removePeer(msg.publicKey, now)) this.#fail("peer_remove", "unknown peer");
+        this.#refusedAt.delete(toHex(msg.publicKey));
         break;
       case "peer_relay_add": {
         const r = core.addPeerRelay(msg.publicKey, msg.relay, now);
@@ -121,7 +125,7 @@ export class CoordinatorRuntime {
         break;
       }
       case "send":
-        this.#send(msg.packets, now);
+        this.#send(msg.packets, msg.epoch ?? Infinity, now);
         break;
       case "oob": {
         const r = core.sendOob(msg.relay, msg.publicKey, msg.data, now);
@@ -146,25 +150,31 @@ export class CoordinatorRuntime {
     this.#drive();
   }
 
-  #send(packets: readonly PeerPacket[], now: number): void {
+  #send(packets: readonly PeerPacket[], epoch: number, now: number): void {
     // Once a packet for a peer is refused, later ones for that peer go back too: order kept.
     const refused = new Map<string, { reason: string; message: string; packets: Uint8Array[] }>();
     for (const p of packets) {
       const key = p.publicKey instanceof Uint8Array ? p.publicKey : new Uint8Array(0);
       const hex = toHex(key);
-      const held = refused.get(hex);
+      let held = refused.get(hex);
+      if (!held && (this.#refusedAt.get(hex) ?? 0) > epoch) {
+        // Sent before the owner saw an earlier refusal for this peer: it would overtake.
+        held = { reason: "congested", message: "an earlier packet was refused", packets: [] };
+        refused.set(hex, held);
+      }
       if (held) {
         held.packets.push(p.data);
         continue;
       }
-      const r = this.#core.sendData(
-        key,
-        p.data instanceof Uint8Array ? p.data : new Uint8Array(0),
-        now,
-      );
+      const data = p.data instanceof Uint8Array ? p.data : new Uint8Array(0);
+      const r = this.#core.sendData(key, data, now);
       if (!r.ok) refused.set(hex, { reason: r.reason, message: r.message, packets: [p.data] });
     }
-    for (const [peer, r] of refused) this.#push({ type: "send_refused", peer, ...r });
+    for (const [peer, r] of refused) {
+      const e = ++this.#epoch;
+      this.#refusedAt.set(peer, e);
+      this.#push({ type: "send_refused", peer, epoch: e, ...r });
+    }
   }
 
   status(): CoordinatorStatus {

@@ -122,8 +122,12 @@ export type ToCoordinator =
   | { readonly t: "peer_add"; readonly publicKey: Uint8Array; readonly relays?: RelayAddress[] }
   | { readonly t: "peer_remove"; readonly publicKey: Uint8Array }
   | { readonly t: "peer_relay_add"; readonly publicKey: Uint8Array; readonly relay: RelayAddress }
-  /** Packets in order; a refused packet and every later one for that peer come back. */
-  | { readonly t: "send"; readonly packets: readonly PeerPacket[] }
+  /**
+   * Packets in order; a refused packet and every later one for that peer come back.
+   * `epoch`: the newest send_refused epoch the owner had seen when it sent this. Packets for
+   * a peer refused since then come back too, so a refusal never lets later packets overtake.
+   */
+  | { readonly t: "send"; readonly packets: readonly PeerPacket[]; readonly epoch?: number }
   | {
     readonly t: "oob";
     readonly relay: string;
@@ -150,6 +154,8 @@ export type CoordinatorEvent =
   | {
     readonly type: "send_refused";
     readonly peer: string;
+    /** Increases with every refusal; echo the newest seen in `send`. */
+    readonly epoch: number;
     readonly reason: string;
     readonly message: string;
     readonly packets: readonly Uint8Array[];
