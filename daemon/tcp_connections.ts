@@ -45,6 +45,11 @@ export interface TcpConnectionsConfig {
   readonly stableAfterMs: number;
   /** Data-lane items handed to one relay worker and not yet credited as written. */
   readonly sendWindowPackets: number;
+  /**
+   * The layer above reports deliveries (`delivered`) for every peer, so silence means loss
+   * from the start. Off: detection arms per peer at its first `delivered` call.
+   */
+  readonly deliveryFeedback: boolean;
   /** Sent through the sending relay with no delivery progress this long: suspect it. */
   readonly deliveryTimeoutMs: number;
   /** A slot counts as proven this long after the peer's traffic came through it. */
@@ -75,6 +80,7 @@ export const DEFAULT_TCP_CONNECTIONS_CONFIG: TcpConnectionsConfig = {
   reconnectJitter: 0.3,
   stableAfterMs: 30_000,
   sendWindowPackets: 128,
+  deliveryFeedback: false,
   deliveryTimeoutMs: 4_000,
   provenForMs: 30_000,
   suspectForMs: 60_000,
@@ -334,18 +340,28 @@ export class TcpConnections {
   /** When `tick` must run next (ms, same clock as `now`). */
   nextDeadline(): number {
     let at = this.#nextStatsAt;
+    // Fix: the idle-sleep and search times are checked by the reconcile every input runs, so
+    // once they are past they have been acted on (or the relay is kept / the peer already
+    // searches). Reporting them anyway gave a deadline in the past forever, and a shell that
+    // ticks at nextDeadline() would spin. Only future ones count.
+    const now = this.#now;
     for (const r of this.#relays.values()) {
       if (r.state === "waiting") at = Math.min(at, r.retryAt);
       if (r.state === "benched") at = Math.min(at, r.benchedUntil);
       if (r.state === "confirmed" && r.peers.size === 0) {
-        at = Math.min(at, r.confirmedAt + this.config.idleSleepMs);
+        const idleAt = r.confirmedAt + this.config.idleSleepMs;
+        if (idleAt > now) at = Math.min(at, idleAt);
       }
     }
     for (const p of this.#peers.values()) {
-      if (!p.online) at = Math.min(at, p.offlineSince + this.config.searchAfterMs);
+      const searchAt = p.offlineSince + this.config.searchAfterMs;
+      if (!p.online && searchAt > now) at = Math.min(at, searchAt);
       for (const s of p.slots) {
         if (s.unackedSince !== null && p.sender === s.relay) {
-          at = Math.min(at, s.unackedSince + this.config.deliveryTimeoutMs);
+          // Fix: #checkDelivery waits deliveryTimeoutMs after the later of the first unacked
+          // send and the peer's last traffic on this slot; due at unackedSince + timeout alone,
+          // a recently proven slot was "due" (in the past) until its proof aged out.
+          at = Math.min(at, Math.max(s.unackedSince, s.provenAt) + this.config.deliveryTimeoutMs);
         }
         if (s.suspectAt !== null) at = Math.min(at, s.suspectAt + this.config.suspectForMs);
       }
@@ -377,7 +393,12 @@ export class TcpConnections {
       const i = peer.learned.indexOf(relay.hex);
       if (i >= 0) peer.learned.splice(i, 1);
     }
-    this.#events.push({ type: "relay_state", relay: relay.hex, state: "removed", reason: "removed" });
+    this.#events.push({
+      type: "relay_state",
+      relay: relay.hex,
+      state: "removed",
+      reason: "removed",
+    });
     this.#reconcile();
     return true;
   }
@@ -385,6 +406,9 @@ export class TcpConnections {
   /** new_tcp_connection_to: a peer by its DHT public key. */
   addPeer(publicKey: Uint8Array, now: number): boolean {
     this.#now = now;
+    // Fix: a key that is not 32 bytes was accepted and then sent to relay workers in ROUTING
+    // requests. Refused like a duplicate (false), never thrown.
+    if (publicKey.length !== 32) return false;
     const hex = toHex(publicKey);
     if (this.#peers.has(hex)) return false;
     this.#peers.set(hex, {
@@ -397,7 +421,7 @@ export class TcpConnections {
       senderSince: now,
       online: false,
       offlineSince: now,
-      feedback: false,
+      feedback: this.config.deliveryFeedback,
       blocked: false,
       oobSent: 0,
       congestedRefusals: 0,
@@ -491,7 +515,11 @@ export class TcpConnections {
     if (peer.slots.some((s) => s.status === "online")) {
       peer.blocked = true;
       peer.congestedRefusals++;
-      return { ok: false, reason: "congested", message: "every relay the peer is online on is full" };
+      return {
+        ok: false,
+        reason: "congested",
+        message: "every relay the peer is online on is full",
+      };
     }
     // No ONLINE slot: OOB through every relay where the peer is REGISTERED.
     const registered = peer.slots.filter((s) => s.status === "registered");
@@ -518,7 +546,11 @@ export class TcpConnections {
       }
       peer.blocked = true;
       peer.congestedRefusals++;
-      return { ok: false, reason: "congested", message: "every relay the peer is registered on is full" };
+      return {
+        ok: false,
+        reason: "congested",
+        message: "every relay the peer is registered on is full",
+      };
     }
     return {
       ok: false,
@@ -671,7 +703,9 @@ export class TcpConnections {
         // tcp_relay_on_online: route every peer that has this relay in a slot.
         for (const hex of relay.peers) {
           const peer = this.#peers.get(hex);
-          if (peer) this.#actions.push({ type: "route", relay: relay.hex, publicKey: peer.publicKey });
+          if (peer) {
+            this.#actions.push({ type: "route", relay: relay.hex, publicKey: peer.publicKey });
+          }
         }
         return;
       }
@@ -811,12 +845,25 @@ export class TcpConnections {
       const slot = peer?.slots.find((s) => s.relay === relay.hex);
       if (peer && slot) {
         slot.connectionId = null;
-        this.#setSlotStatus(peer, slot, "none", now, `relay ${shortKey(relay.hex)} closed: ${reason}`);
+        this.#setSlotStatus(
+          peer,
+          slot,
+          "none",
+          now,
+          `relay ${shortKey(relay.hex)} closed: ${reason}`,
+        );
       }
     }
     if (this.#recentFaults(relay, now) >= this.config.failuresToBench) {
-      this.#bench(relay, `closed ${this.config.failuresToBench} times by its own fault ` +
-        `within ${Math.round(this.config.failureWindowMs / 60_000)} min (last: ${reason})`, now);
+      // Fix: the caller already asked the shell to close this worker; #bench asked again
+      // (the state is still connecting/confirmed here), giving two closes for one worker.
+      this.#bench(
+        relay,
+        `closed ${this.config.failuresToBench} times by its own fault ` +
+          `within ${Math.round(this.config.failureWindowMs / 60_000)} min (last: ${reason})`,
+        now,
+        false,
+      );
       return;
     }
     if (!relay.everConfirmed && !relay.global) {
@@ -843,7 +890,10 @@ export class TcpConnections {
   /** 0 for the first retry after a stable session (c-toxcore reconnects at once), then ×2. */
   #backoff(attempts: number): number {
     if (attempts === 0) return Math.floor(this.#jitter() * 250);
-    const base = Math.min(this.config.reconnectMaxMs, this.config.reconnectMinMs * 2 ** (attempts - 1));
+    const base = Math.min(
+      this.config.reconnectMaxMs,
+      this.config.reconnectMinMs * 2 ** (attempts - 1),
+    );
     const j = this.config.reconnectJitter;
     return Math.round(base * (1 - j + 2 * j * this.#jitter()));
   }
@@ -853,8 +903,10 @@ export class TcpConnections {
     return (((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0) / 2 ** 32;
   }
 
-  #bench(relay: Relay, reason: string, now: number): void {
-    if (this.#hasWorker(relay)) this.#actions.push({ type: "close", relay: relay.hex });
+  #bench(relay: Relay, reason: string, now: number, closeWorker = true): void {
+    if (closeWorker && this.#hasWorker(relay)) {
+      this.#actions.push({ type: "close", relay: relay.hex });
+    }
     relay.state = "benched";
     relay.benchedReason = reason;
     relay.benchedUntil = now + this.config.benchMs;
@@ -918,7 +970,9 @@ export class TcpConnections {
    * A relay the peer's traffic proves working wins over one that does not.
    */
   #chooseSender(peer: Peer, now: number): Slot | null {
-    const current = peer.sender === null ? undefined : peer.slots.find((s) => s.relay === peer.sender);
+    const current = peer.sender === null
+      ? undefined
+      : peer.slots.find((s) => s.relay === peer.sender);
     const best = this.#bestSlot(peer, now);
     if (current && this.#eligible(current)) {
       if (best && best !== current && this.#isProven(best, now) && !this.#isProven(current, now)) {
@@ -1034,7 +1088,7 @@ export class TcpConnections {
     relay.packetsOut++;
     relay.bytesOut += item.data.length;
     let batch = this.#sends.get(relay.hex);
-    if (!batch) this.#sends.set(relay.hex, (batch = []));
+    if (!batch) this.#sends.set(relay.hex, batch = []);
     batch.push(item);
   }
 
@@ -1148,8 +1202,16 @@ export class TcpConnections {
 
   /** Relays in the order they are preferred for a new job. */
   #ranked(now: number): Relay[] {
+    // A sleeping relay whose reconnect back-off still runs ranks with the waiting ones (fix,
+    // see #reconcile).
     const rank = (r: Relay) =>
-      r.state === "confirmed" ? 0 : r.state === "connecting" ? 1 : r.state === "sleeping" ? 2 : 3;
+      r.state === "confirmed"
+        ? 0
+        : r.state === "connecting"
+        ? 1
+        : r.state === "sleeping" && now >= r.retryAt
+        ? 2
+        : 3;
     return [...this.#relays.values()].filter((r) => r.state !== "benched").sort((a, b) =>
       rank(a) - rank(b) || this.#score(b, now) - this.#score(a, now) ||
       (a.rttMs ?? 1e6) - (b.rttMs ?? 1e6) || a.order - b.order
@@ -1180,7 +1242,9 @@ export class TcpConnections {
       for (const hex of peer.learned) {
         if (peer.slots.length >= cfg.maxRelaysPerPeer) break;
         const r = this.#relays.get(hex);
-        if (r && r.state !== "benched" && !has(hex) && !peer.refusedBy.has(hex)) this.#attach(peer, r);
+        if (r && r.state !== "benched" && !has(hex) && !peer.refusedBy.has(hex)) {
+          this.#attach(peer, r);
+        }
       }
       for (const r of ranked) {
         if (peer.slots.length >= target) break;
@@ -1188,17 +1252,31 @@ export class TcpConnections {
       }
     }
     // Keep `keepConnected` relays live (connecting or confirmed) whatever the peers need.
+    // Fix: waiting relays count too (ranked last), and a sleeping relay still in back-off is
+    // not opened early. Before, a kept relay that failed was not kept while waiting, so it
+    // went to sleep and was reopened by the next reconcile, skipping its back-off; with
+    // several dead relays (connection refused at once) each failure reopened another at the
+    // same instant, forever.
     const keep = new Set<string>();
     for (const r of ranked) {
       if (keep.size >= cfg.keepConnected) break;
-      if (r.state === "confirmed" || r.state === "connecting" || r.state === "sleeping") {
-        keep.add(r.hex);
-      }
+      keep.add(r.hex);
     }
     for (const r of this.#relays.values()) {
       const needed = r.peers.size > 0 || keep.has(r.hex);
-      if (r.state === "sleeping" && needed) this.#open(r, now);
-      else if (r.state === "waiting") {
+      if (r.state === "sleeping" && needed) {
+        if (now >= r.retryAt) this.#open(r, now);
+        else {
+          // Needed again before its back-off ran out: wait for it (nextDeadline has it).
+          r.state = "waiting";
+          this.#events.push({
+            type: "relay_state",
+            relay: r.hex,
+            state: "waiting",
+            retryInMs: r.retryAt - now,
+          });
+        }
+      } else if (r.state === "waiting") {
         if (!needed) {
           r.state = "sleeping";
           this.#events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
@@ -1210,7 +1288,12 @@ export class TcpConnections {
         r.state = "sleeping";
         r.inflight = 0;
         r.congested = false;
-        this.#events.push({ type: "relay_state", relay: r.hex, state: "sleeping", reason: "not needed" });
+        this.#events.push({
+          type: "relay_state",
+          relay: r.hex,
+          state: "sleeping",
+          reason: "not needed",
+        });
       }
     }
   }

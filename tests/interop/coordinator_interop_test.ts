@@ -14,6 +14,7 @@ import {
 import { CoordinatorEndpoint } from "../../tools/peer_flow.ts";
 import type { CoordinatorEvent, CoordinatorStatus } from "../../workers/messages.ts";
 import { EventLog } from "../support/events.ts";
+import { startRoutingRelay } from "../support/routing_relay.ts";
 import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
 
 const relayOf = (b: Bootstrapd) => ({
@@ -227,6 +228,172 @@ interopTest(
     } finally {
       await p.close();
       await Promise.all(relays.map((r) => r.stop()));
+    }
+  },
+);
+
+/**
+ * Coordinators that start on one relay of ours (where a fault will be switched on), so it is
+ * the sender; `addGood` then gives both a tox-bootstrapd to fall back on.
+ */
+async function faultyFirst(
+  faulty: { host: string; port: number; publicKey: string },
+  good: Bootstrapd,
+  feedback: boolean,
+) {
+  const config = feedback ? { deliveryFeedback: true } : {};
+  const a = new CoordinatorEndpoint({ relays: [faulty], config });
+  const b = new CoordinatorEndpoint({ relays: [faulty], config });
+  const la = new EventLog<CoordinatorEvent>(["data"]);
+  const lb = new EventLog<CoordinatorEvent>(["data"]);
+  a.subscribe(la.push);
+  b.subscribe(lb.push);
+  a.handle.addPeer(b.publicKey);
+  b.handle.addPeer(a.publicKey);
+  await statusUntil(a, "A sees B online", (s) => onlineSlots(s) === 1);
+  await statusUntil(b, "B sees A online", (s) => onlineSlots(s) === 1);
+  return {
+    a,
+    b,
+    la,
+    lb,
+    async addGood() {
+      a.handle.addRelay(relayOf(good));
+      b.handle.addRelay(relayOf(good));
+      await statusUntil(a, "A sees B online on both relays", (s) => onlineSlots(s) === 2);
+      await statusUntil(b, "B sees A online on both relays", (s) => onlineSlots(s) === 2);
+    },
+    close: () => Promise.all([a.close(), b.close()]),
+  };
+}
+
+function steady(signal: AbortSignal) {
+  return {
+    count: 1_000_000,
+    size: 200,
+    batch: 2,
+    intervalMs: 10,
+    timeoutMs: 60_000,
+    feedback: true,
+    signal,
+  };
+}
+
+interopTest(
+  "coordinator: a relay that routes but silently drops every DATA packet is detected and benched, with the reason in status; traffic flows on the other relay",
+  ["tox-bootstrapd"],
+  async (_t, signal) => {
+    await using good = await startBootstrapd();
+    await using liar = startRoutingRelay();
+    liar.setDropData(true);
+    const liarHex = liar.publicKeyHex;
+    const p = await faultyFirst(
+      { host: liar.host, port: liar.port, publicKey: liarHex },
+      good,
+      true,
+    );
+    try {
+      const stop = new AbortController();
+      signal.addEventListener("abort", () => stop.abort());
+      // Both directions, as a net_crypto session is: each side reports what the other got.
+      const t0 = performance.now();
+      const flows = [
+        runPeerFlow(p.a, p.b, steady(stop.signal)),
+        runPeerFlow(p.b, p.a, steady(stop.signal)),
+      ];
+      await p.addGood();
+      const benched = await Promise.any([
+        p.la.waitFor("relay_state", 20_000, (e) => e.relay === liarHex && e.state === "benched"),
+        p.lb.waitFor("relay_state", 20_000, (e) => e.relay === liarHex && e.state === "benched"),
+      ]);
+      const detectMs = performance.now() - t0;
+      await new Promise((r) => setTimeout(r, 1_000));
+      stop.abort();
+      const [ab, ba] = await Promise.all(flows);
+      const firstArrival = Math.min(ab.arrivals[0] ?? Infinity, ba.arrivals[0] ?? Infinity);
+      console.log(
+        `dropping relay benched ${
+          detectMs.toFixed(0)
+        } ms after data started (${benched.reason}); ` +
+          `first packet delivered (through the good relay) at ${firstArrival.toFixed(0)} ms; ` +
+          `A->B ${ab.received}/${ab.sent}, B->A ${ba.received}/${ba.sent}`,
+      );
+      assert.match(benched.reason ?? "", /dropped data/);
+      assert.ok(ab.received > 0 && ba.received > 0, "traffic flows both ways after the switch");
+      const views = await Promise.all([p.a.handle.status(), p.b.handle.status()]);
+      const liarViews = views.map((s) => s.relays.find((r) => r.publicKey === liarHex)!);
+      assert.ok(
+        liarViews.some((v) => v.state === "benched" && /dropped data/.test(v.benchedReason ?? "")),
+      );
+      for (const s of views) assert.equal(s.peers[0].sender, good.publicKeyHex.toLowerCase());
+    } finally {
+      await p.close();
+    }
+  },
+);
+
+interopTest(
+  "coordinator: a sending relay that stops reading its sockets is left for another relay; its data lane stays bounded",
+  ["tox-bootstrapd"],
+  async (_t, signal) => {
+    await using good = await startBootstrapd();
+    await using deaf = startRoutingRelay();
+    const deafHex = deaf.publicKeyHex;
+    const p = await faultyFirst(
+      { host: deaf.host, port: deaf.port, publicKey: deafHex },
+      good,
+      false,
+    );
+    try {
+      const stop = new AbortController();
+      signal.addEventListener("abort", () => stop.abort());
+      const flow = runPeerFlow(p.a, p.b, {
+        count: 10_000_000,
+        size: 1024,
+        timeoutMs: 60_000,
+        signal: stop.signal,
+      });
+      await p.lb.waitFor("peer_online", 5_000);
+      await p.addGood();
+      const busy = await statusUntil(
+        p.a,
+        "A sends through the deaf relay",
+        (s) => s.peers[0].sender === deafHex,
+      );
+      let maxQueue = 0, maxInflight = 0;
+      const sampler = setInterval(() => {
+        p.a.handle.status().then((s) => {
+          const v = s.relays.find((r) => r.publicKey === deafHex);
+          if (v) {
+            (maxQueue = Math.max(maxQueue, v.queueBytes),
+              maxInflight = Math.max(maxInflight, v.inflight));
+          }
+        }, () => {});
+      }, 100);
+      try {
+        const at = performance.now();
+        deaf.setReading(false);
+        const moved = await p.la.waitFor("sender_changed", 15_000, (e) => e.from === deafHex);
+        const movedMs = performance.now() - at;
+        await new Promise((r) => setTimeout(r, 1_500));
+        stop.abort();
+        const r = await flow;
+        const view = (await p.a.handle.status()).relays.find((x) => x.publicKey === deafHex)!;
+        console.log(
+          `deaf relay left after ${movedMs.toFixed(0)} ms (${moved.reason}); max data lane ` +
+            `${maxQueue} B, max in flight ${maxInflight}; score now ${view.score}; ` +
+            `${r.received} packets arrived; heap ${(busy.heapUsed / 1e6).toFixed(1)} MB before`,
+        );
+        assert.equal(moved.to, good.publicKeyHex.toLowerCase());
+        assert.ok(r.arrivals.at(-1)! > at - r.startedAt + movedMs, "traffic after the move");
+        assert.ok(maxQueue <= 1024 * 1024 && maxInflight <= 128);
+        assert.ok(view.score < 100, "the relay's fault is held against it");
+      } finally {
+        clearInterval(sampler);
+        deaf.setReading(true);
+      }
+    } finally {
+      await p.close();
     }
   },
 );
