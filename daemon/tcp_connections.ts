@@ -154,7 +154,7 @@ export type TcpConnectionsEvent =
   };
 
 export type SendOutcome =
-  | { readonly ok: true; readonly via: "data"; readonly relay: string }
+  | { readonly ok: true; readonly via: "data" | "onion"; readonly relay: string }
   | { readonly ok: true; readonly via: "oob"; readonly relays: readonly string[] }
   | {
     readonly ok: false;
@@ -340,10 +340,9 @@ export class TcpConnections {
   /** When `tick` must run next (ms, same clock as `now`). */
   nextDeadline(): number {
     let at = this.#nextStatsAt;
-    // Fix: the idle-sleep and search times are checked by the reconcile every input runs, so
-    // once they are past they have been acted on (or the relay is kept / the peer already
-    // searches). Reporting them anyway gave a deadline in the past forever, and a shell that
-    // ticks at nextDeadline() would spin. Only future ones count.
+    // Idle-sleep and search times in the past have been acted on by the last reconcile (or
+    // do not apply: a kept relay, a peer already searching); reporting them would make a
+    // shell that ticks at nextDeadline() spin.
     const now = this.#now;
     for (const r of this.#relays.values()) {
       if (r.state === "waiting") at = Math.min(at, r.retryAt);
@@ -358,9 +357,7 @@ export class TcpConnections {
       if (!p.online && searchAt > now) at = Math.min(at, searchAt);
       for (const s of p.slots) {
         if (s.unackedSince !== null && p.sender === s.relay) {
-          // Fix: #checkDelivery waits deliveryTimeoutMs after the later of the first unacked
-          // send and the peer's last traffic on this slot; due at unackedSince + timeout alone,
-          // a recently proven slot was "due" (in the past) until its proof aged out.
+          // As #checkDelivery: the later of the first unacked send and the last proof.
           at = Math.min(at, Math.max(s.unackedSince, s.provenAt) + this.config.deliveryTimeoutMs);
         }
         if (s.suspectAt !== null) at = Math.min(at, s.suspectAt + this.config.suspectForMs);
@@ -388,11 +385,7 @@ export class TcpConnections {
     if (!relay) return false;
     this.#detachRelay(relay, "relay removed");
     if (this.#hasWorker(relay)) this.#actions.push({ type: "close", relay: relay.hex });
-    this.#relays.delete(relay.hex);
-    for (const peer of this.#peers.values()) {
-      const i = peer.learned.indexOf(relay.hex);
-      if (i >= 0) peer.learned.splice(i, 1);
-    }
+    this.#forget(relay);
     this.#events.push({
       type: "relay_state",
       relay: relay.hex,
@@ -406,8 +399,7 @@ export class TcpConnections {
   /** new_tcp_connection_to: a peer by its DHT public key. */
   addPeer(publicKey: Uint8Array, now: number): boolean {
     this.#now = now;
-    // Fix: a key that is not 32 bytes was accepted and then sent to relay workers in ROUTING
-    // requests. Refused like a duplicate (false), never thrown.
+    // A key of another length would reach relays in ROUTING requests.
     if (publicKey.length !== 32) return false;
     const hex = toHex(publicKey);
     if (this.#peers.has(hex)) return false;
@@ -484,7 +476,16 @@ export class TcpConnections {
   }
 
   /** send_packet_tcp_connection. Refuses rather than queues: see SendOutcome. */
-  sendData(publicKey: Uint8Array | string, data: Uint8Array, now: number): SendOutcome {
+  /**
+   * `expectsAck`: the peer will acknowledge this packet (net_crypto lossless), so silence
+   * after it is evidence against the relay; false for lossy packets.
+   */
+  sendData(
+    publicKey: Uint8Array | string,
+    data: Uint8Array,
+    now: number,
+    expectsAck = true,
+  ): SendOutcome {
     this.#now = now;
     const hex = typeof publicKey === "string" ? publicKey.toLowerCase() : toHex(publicKey);
     const peer = this.#peers.get(hex);
@@ -509,7 +510,7 @@ export class TcpConnections {
       this.#queueSend(relay, { kind: "data", publicKey: peer.publicKey, data });
       slot.packetsOut++;
       slot.bytesOut += data.length;
-      if (peer.feedback && slot.unackedSince === null) slot.unackedSince = now;
+      if (peer.feedback && expectsAck && slot.unackedSince === null) slot.unackedSince = now;
       return { ok: true, via: "data", relay: relay.hex };
     }
     if (peer.slots.some((s) => s.status === "online")) {
@@ -588,7 +589,7 @@ export class TcpConnections {
     }
     const relay = usable[this.#onionTurn++ % usable.length];
     this.#queueSend(relay, { kind: "onion", data });
-    return { ok: true, via: "data", relay: relay.hex };
+    return { ok: true, via: "onion", relay: relay.hex };
   }
 
   // ---- inputs from relay workers -----------------------------------------------------------
@@ -596,7 +597,7 @@ export class TcpConnections {
   /** Events of one relay worker, in the order it sent them. */
   relayEvents(relayHex: string, events: readonly RelayWorkerEvent[], now: number): void {
     this.#now = now;
-    const relay = this.#relays.get(relayHex);
+    const relay = this.#relays.get(relayHex.toLowerCase());
     if (!relay) return;
     // A closing relay client reports every ONLINE route as offline before `closed`; the
     // close says why, so those offlines are left to it.
@@ -700,6 +701,8 @@ export class TcpConnections {
         relay.congested = false;
         relay.sessions++;
         this.#events.push({ type: "relay_state", relay: relay.hex, state: "confirmed" });
+        // A refusal (routing table full) belonged to the old session.
+        for (const peer of this.#peers.values()) peer.refusedBy.delete(relay.hex);
         // tcp_relay_on_online: route every peer that has this relay in a slot.
         for (const hex of relay.peers) {
           const peer = this.#peers.get(hex);
@@ -734,7 +737,7 @@ export class TcpConnections {
         const slot = peer?.slots.find((s) => s.relay === relay.hex);
         if (peer && slot) {
           peer.refusedBy.add(relay.hex);
-          this.#dropSlot(peer, slot, "relay refused to route");
+          this.#dropSlot(peer, slot, "relay refused to route", false);
         }
         return;
       }
@@ -855,8 +858,7 @@ export class TcpConnections {
       }
     }
     if (this.#recentFaults(relay, now) >= this.config.failuresToBench) {
-      // Fix: the caller already asked the shell to close this worker; #bench asked again
-      // (the state is still connecting/confirmed here), giving two closes for one worker.
+      // The caller has already asked the shell to close this worker.
       this.#bench(
         relay,
         `closed ${this.config.failuresToBench} times by its own fault ` +
@@ -870,7 +872,7 @@ export class TcpConnections {
       // c-toxcore kill_tcp_relay_connection: a learned relay that never worked is dropped.
       this.#events.push({ type: "relay_state", relay: relay.hex, state: "removed", reason, fault });
       this.#detachRelay(relay, `relay never connected: ${reason}`);
-      this.#relays.delete(relay.hex);
+      this.#forget(relay);
       return;
     }
     relay.attempts = wasUp && upFor >= this.config.stableAfterMs ? 0 : relay.attempts + 1;
@@ -1175,9 +1177,9 @@ export class TcpConnections {
   }
 
   /** Remove a slot; `why` null when the peer itself goes away. */
-  #dropSlot(peer: Peer, slot: Slot, why: string | null): void {
+  #dropSlot(peer: Peer, slot: Slot, why: string | null, unroute = true): void {
     const relay = this.#relays.get(slot.relay);
-    if (relay && relay.state === "confirmed") {
+    if (unroute && relay && relay.state === "confirmed") {
       // The relay client sends DISCONNECT_NOTIFICATION only for an id it was given.
       this.#actions.push({ type: "unroute", relay: relay.hex, publicKey: peer.publicKey });
     }
@@ -1185,6 +1187,16 @@ export class TcpConnections {
     const i = peer.slots.indexOf(slot);
     if (i >= 0) peer.slots.splice(i, 1);
     if (why !== null) this.#setSlotStatus(peer, slot, "none", this.#now, why);
+  }
+
+  /** Gone from the set, and from every peer's learned relays. */
+  #forget(relay: Relay): void {
+    this.#relays.delete(relay.hex);
+    for (const peer of this.#peers.values()) {
+      const i = peer.learned.indexOf(relay.hex);
+      if (i >= 0) peer.learned.splice(i, 1);
+      peer.refusedBy.delete(relay.hex);
+    }
   }
 
   #detachRelay(relay: Relay, why: string): void {
@@ -1252,11 +1264,9 @@ export class TcpConnections {
       }
     }
     // Keep `keepConnected` relays live (connecting or confirmed) whatever the peers need.
-    // Fix: waiting relays count too (ranked last), and a sleeping relay still in back-off is
-    // not opened early. Before, a kept relay that failed was not kept while waiting, so it
-    // went to sleep and was reopened by the next reconcile, skipping its back-off; with
-    // several dead relays (connection refused at once) each failure reopened another at the
-    // same instant, forever.
+    // Waiting relays count (ranked last) and a sleeping one still in back-off is not opened
+    // early: otherwise a dead kept relay would be replaced and retried at once, and several
+    // dead relays would reopen each other in a loop.
     const keep = new Set<string>();
     for (const r of ranked) {
       if (keep.size >= cfg.keepConnected) break;

@@ -1260,6 +1260,21 @@ Deno.test("dropping relay: with deliveryFeedback on, detection is armed without 
   suspectR0(tc, R, p, T0 + 1_000);
 });
 
+Deno.test("dropping relay: packets that expect no acknowledgement (lossy) never make the sender suspect", () => {
+  const tc = newTc({ deliveryFeedback: true });
+  const R = makeRelays(2);
+  addGlobals(tc, R);
+  const [p] = makePeers(1);
+  tc.addPeer(p, T0);
+  onlineOn(tc, p, R, T0);
+  drain(tc);
+  const out = tc.sendData(p, new Uint8Array([200]), T0 + 1_000, false);
+  assert.equal(out.ok, true);
+  tc.tick(T0 + 1_000 + tc.config.deliveryTimeoutMs * 3);
+  assert.deepEqual(ofType(drain(tc).events, "sender_changed"), []);
+  assert.equal(tc.peers()[0].slots.every((s) => s.suspect === null), true);
+});
+
 Deno.test("dropping relay: recent traffic from the peer on the sender delays suspicion, and the deadline says when", () => {
   const { tc, R, p } = droppingRig();
   const T = tc.config.deliveryTimeoutMs;
@@ -1319,6 +1334,8 @@ Deno.test("route_refused drops that slot and the relay is not tried again for th
   const { actions } = drain(tc);
   assert.deepEqual(slotRelays(tc, p), hexes(R.slice(1)));
   assert.deepEqual(relaysOf(only(actions, "open")), [R[3].hex]);
+  // The relay never gave an id: nothing to disconnect.
+  assert.deepEqual(only(actions, "unroute"), []);
   // Searching (offline 10 s+) widens, but never back onto the refusing relay.
   tc.tick(T0 + 20_000);
   assert.equal(slotRelays(tc, p).includes(R[0].hex), false);
@@ -1327,6 +1344,19 @@ Deno.test("route_refused drops that slot and the relay is not tried again for th
   // Other peers still use it.
   tc.addPeer(q, T0 + 40_001);
   assert.equal(slotRelays(tc, q).includes(R[0].hex), true);
+  // A new session of that relay starts with a clean table: the peer may be routed there again.
+  feed(tc, R[0], T0 + 40_002, {
+    type: "closed",
+    reason: "socket_closed",
+    fault: "network",
+    message: "",
+    unsent: 0,
+  });
+  tc.tick(T0 + 200_000);
+  confirm(tc, R[0], T0 + 200_001);
+  tc.removePeer(q, T0 + 200_002);
+  tc.tick(T0 + 200_003);
+  assert.equal(slotRelays(tc, p).includes(R[0].hex), true);
 });
 
 Deno.test("routed for an unknown peer produces an unroute", () => {
@@ -1406,11 +1436,11 @@ Deno.test("onion requests go through confirmed relays in turn; responses are pas
   const used = [0, 1, 2, 3].map((i) => {
     const out = tc.sendOnion(data, T0 + i);
     assert.equal(out.ok, true);
-    return out.ok && out.via === "data" ? out.relay : "";
+    return out.ok && out.via === "onion" ? out.relay : "";
   });
   assert.deepEqual(used, [R[0].hex, R[2].hex, R[0].hex, R[2].hex]);
   const chosen = tc.sendOnion(data, T0 + 5, R[2].hex);
-  assert.equal(chosen.ok && chosen.via === "data" && chosen.relay, R[2].hex);
+  assert.equal(chosen.ok && chosen.via === "onion" && chosen.relay, R[2].hex);
   assert.equal(tc.sendOnion(data, T0 + 5, R[1].hex).ok, false);
   drain(tc);
   feed(tc, R[2], T0 + 10, { type: "onion", data: new Uint8Array([9]) });
