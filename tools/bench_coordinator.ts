@@ -2,9 +2,11 @@
  * Coordinator section of `deno task bench`: two coordinator Workers (each with one relay
  * Worker per relay) through real tox-bootstrapd relays on 127.0.0.1. Measures time to peer
  * online, throughput over 1 vs 3 relays, the failover gap when the sending relay is killed
- * or stops reading, and the coordinator's heap while a relay is backed up.
+ * or stops reading, the coordinator's heap while a relay is backed up, and how long a relay
+ * that silently drops DATA takes to be benched.
  */
 import { type Bootstrapd, startBootstrapd } from "../tests/interop/harness.ts";
+import { startRoutingRelay } from "../tests/support/routing_relay.ts";
 import { CoordinatorEndpoint, longestGapAfter, runPeerFlow } from "./peer_flow.ts";
 import type { CoordinatorEvent, CoordinatorStatus } from "../workers/messages.ts";
 
@@ -154,6 +156,57 @@ async function failover(
   }
 }
 
+/**
+ * Time from the first data to the bench of a relay that routes but drops every DATA packet,
+ * with both coordinators on it alone first (so it sends) and a tox-bootstrapd added after.
+ */
+async function dropDetection(good: Bootstrapd): Promise<{ detectMs: number; deliveredMs: number }> {
+  await using liar = startRoutingRelay();
+  liar.setDropData(true);
+  const liarAddr = { host: liar.host, port: liar.port, publicKey: liar.publicKeyHex };
+  const config = { deliveryFeedback: true };
+  const a = new CoordinatorEndpoint({ relays: [liarAddr], config });
+  const b = new CoordinatorEndpoint({ relays: [liarAddr], config });
+  const stop = new AbortController();
+  try {
+    const online = (s: CoordinatorStatus) => s.peers[0]?.online === true;
+    a.handle.addPeer(b.publicKey);
+    b.handle.addPeer(a.publicKey);
+    await statusUntil(a, online, 20_000, "online on the liar");
+    await statusUntil(b, online, 20_000, "online on the liar");
+    const benched = Promise.any([a, b].map((ep) =>
+      waitFor(
+        ep,
+        (e) => e.type === "relay_state" && e.relay === liarAddr.publicKey && e.state === "benched",
+        30_000,
+        "bench of the dropping relay",
+      )
+    ));
+    const opts = {
+      count: 1_000_000,
+      size: 200,
+      batch: 2,
+      intervalMs: 10,
+      timeoutMs: 60_000,
+      feedback: true,
+      signal: stop.signal,
+    };
+    const t0 = performance.now();
+    const flows = [runPeerFlow(a, b, opts), runPeerFlow(b, a, opts)];
+    for (const ep of [a, b]) ep.handle.addRelay(relayOf(good));
+    await benched;
+    const detectMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 500));
+    stop.abort();
+    const [ab, ba] = await Promise.all(flows);
+    const deliveredMs = Math.min(ab.arrivals[0] ?? Infinity, ba.arrivals[0] ?? Infinity);
+    return { detectMs, deliveredMs };
+  } finally {
+    stop.abort();
+    await Promise.all([a.close(), b.close()]);
+  }
+}
+
 export async function benchCoordinator(quick: boolean): Promise<{ rows: Row[]; summary: Row }> {
   const relays = await Promise.all([startBootstrapd(), startBootstrapd(), startBootstrapd()]);
   try {
@@ -162,6 +215,7 @@ export async function benchCoordinator(quick: boolean): Promise<{ rows: Row[]; s
     const kills = [];
     for (let i = 0; i < (quick ? 1 : 3); i++) kills.push(await failover(relays, "kill"));
     const stall = await failover(relays, "stop");
+    const drop = await dropDetection(relays[0]);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const summary: Row = {
       failover_gap_kill_ms_median: round(median(kills.map((k) => k.gapMs))),
@@ -171,6 +225,8 @@ export async function benchCoordinator(quick: boolean): Promise<{ rows: Row[]; s
       failover_sigstop_detect_ms: round(stall.moveMs),
       failover_sigstop_gap_ms: round(stall.gapMs),
       coordinator_heap_growth_sigstop_mb: round(stall.heapGrowth / 1e6, 2),
+      dropping_relay_benched_ms: round(drop.detectMs),
+      dropping_relay_first_delivery_ms: round(drop.deliveredMs),
     };
     return { rows, summary };
   } finally {

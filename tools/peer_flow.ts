@@ -13,6 +13,7 @@ import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import { CoordinatorHandle } from "../workers/coordinator_handle.ts";
 import type { CoordinatorEvent } from "../workers/messages.ts";
+import { Fanout } from "./fanout.ts";
 
 export interface PeerFlowOptions {
   readonly count: number;
@@ -194,7 +195,7 @@ export class CoordinatorEndpoint {
   readonly keys: KeyPair;
   readonly handle: CoordinatorHandle;
   readonly publicKeyHex: string;
-  readonly #subscribers = new Set<(events: readonly CoordinatorEvent[]) => void>();
+  readonly #events = new Fanout<CoordinatorEvent>();
 
   constructor(opts: CoordinatorEndpointOptions = {}) {
     this.keys = opts.self ?? newKeyPair();
@@ -206,9 +207,7 @@ export class CoordinatorEndpoint {
         config: opts.config,
         relayConfig: opts.relayConfig,
       },
-      (events) => {
-        for (const fn of this.#subscribers) fn(events);
-      },
+      this.#events.emit,
     );
     for (const r of opts.relays ?? []) this.handle.addRelay(r);
   }
@@ -218,8 +217,7 @@ export class CoordinatorEndpoint {
   }
 
   subscribe(fn: (events: readonly CoordinatorEvent[]) => void): () => void {
-    this.#subscribers.add(fn);
-    return () => this.#subscribers.delete(fn);
+    return this.#events.subscribe(fn);
   }
 
   close(): Promise<void> {

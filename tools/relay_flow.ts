@@ -7,6 +7,7 @@
 import { type KeyPair, newKeyPair } from "../daemon/crypto.ts";
 import type { RelaySendItem, RelayWorkerEvent } from "../workers/messages.ts";
 import { type RelayConnectOptions, RelayWorkerHandle } from "../workers/relay_handle.ts";
+import { Fanout } from "./fanout.ts";
 
 export interface FlowResult {
   readonly sent: number;
@@ -149,13 +150,11 @@ export function runFlow(
 export class RelayEndpoint implements FlowEndpoint {
   readonly keys: KeyPair;
   readonly handle: RelayWorkerHandle;
-  readonly #subscribers = new Set<(events: readonly RelayWorkerEvent[]) => void>();
+  readonly #events = new Fanout<RelayWorkerEvent>();
 
   constructor(opts: Omit<RelayConnectOptions, "self"> & { self?: KeyPair }) {
     this.keys = opts.self ?? newKeyPair();
-    this.handle = new RelayWorkerHandle({ ...opts, self: this.keys }, (events) => {
-      for (const fn of this.#subscribers) fn(events);
-    });
+    this.handle = new RelayWorkerHandle({ ...opts, self: this.keys }, this.#events.emit);
   }
 
   get publicKey(): Uint8Array {
@@ -163,8 +162,7 @@ export class RelayEndpoint implements FlowEndpoint {
   }
 
   subscribe(fn: (events: readonly RelayWorkerEvent[]) => void): () => void {
-    this.#subscribers.add(fn);
-    return () => this.#subscribers.delete(fn);
+    return this.#events.subscribe(fn);
   }
 
   close(): Promise<void> {

@@ -4,6 +4,7 @@
  * worker to be gone before the Worker is terminated.
  */
 import type { RelayAddress } from "../daemon/relay_address.ts";
+import { OwnedWorker } from "./owned_worker.ts";
 import type {
   CoordinatorEvent,
   CoordinatorStatus,
@@ -15,9 +16,7 @@ import type {
 const WORKER_URL = new URL("./coordinator.ts", import.meta.url);
 
 export class CoordinatorHandle {
-  readonly #worker: Worker;
-  #closed = false;
-  #shutdown: (() => void) | null = null;
+  readonly #worker: OwnedWorker<ToCoordinator>;
   #nextId = 1;
   readonly #pending = new Map<number, (s: CoordinatorStatus) => void>();
 
@@ -25,31 +24,33 @@ export class CoordinatorHandle {
     init: Omit<Extract<ToCoordinator, { t: "init" }>, "t">,
     onEvents: (events: readonly CoordinatorEvent[]) => void,
   ) {
-    this.#worker = new Worker(WORKER_URL, { type: "module", name: "coordinator" });
-    this.#worker.onmessage = (e: MessageEvent<FromCoordinator>) => {
-      const rest: CoordinatorEvent[] = [];
-      for (const ev of e.data.events) {
-        if (ev.type === "shutdown") this.#shutdown?.();
-        if (ev.type === "status" && this.#pending.has(ev.id)) {
-          this.#pending.get(ev.id)!(ev.status);
-          this.#pending.delete(ev.id);
-        } else rest.push(ev);
-      }
-      if (rest.length > 0) onEvents(rest);
-    };
-    this.#worker.onerror = (e) => {
-      e.preventDefault();
-      onEvents([{
-        type: "command_failed",
-        command: "worker",
-        message: `coordinator crashed: ${e.message}`,
-      }]);
-    };
+    this.#worker = new OwnedWorker<ToCoordinator>(
+      WORKER_URL,
+      "coordinator",
+      (data) => {
+        const rest: CoordinatorEvent[] = [];
+        for (const ev of (data as FromCoordinator).events) {
+          if (ev.type === "shutdown") this.#worker.shutdownSeen();
+          const reply = ev.type === "status" ? this.#pending.get(ev.id) : undefined;
+          if (ev.type === "status" && reply) {
+            this.#pending.delete(ev.id);
+            reply(ev.status);
+          } else rest.push(ev);
+        }
+        if (rest.length > 0) onEvents(rest);
+      },
+      (message) =>
+        onEvents([{
+          type: "command_failed",
+          command: "worker",
+          message: `coordinator crashed: ${message}`,
+        }]),
+    );
     this.#post({ t: "init", ...init });
   }
 
-  #post(msg: ToCoordinator, transfer: ArrayBuffer[] = []): void {
-    if (!this.#closed) this.#worker.postMessage(msg, transfer);
+  #post(msg: ToCoordinator): void {
+    this.#worker.post(msg);
   }
 
   addRelay(relay: RelayAddress): void {
@@ -97,14 +98,7 @@ export class CoordinatorHandle {
   }
 
   /** Close every relay and the coordinator; terminate it if it takes longer than `graceMs`. */
-  async close(graceMs = 5_000): Promise<void> {
-    if (this.#closed) return;
-    const done = new Promise<void>((resolve) => (this.#shutdown = resolve));
-    this.#post({ t: "close" });
-    this.#closed = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-    clearTimeout(timer);
-    this.#worker.terminate();
+  close(graceMs = 5_000): Promise<void> {
+    return this.#worker.close({ t: "close" }, graceMs);
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
+import { OwnedWorker } from "./owned_worker.ts";
 import {
   type FromRelayWorker,
   type RelayAddress,
@@ -24,26 +25,24 @@ export interface RelayConnectOptions {
 const WORKER_URL = new URL("./relay_client.ts", import.meta.url);
 
 export class RelayWorkerHandle {
-  readonly #worker: Worker;
-  #closed = false;
-  #shutdown: (() => void) | null = null;
+  readonly #worker: OwnedWorker<ToRelayWorker>;
 
   constructor(opts: RelayConnectOptions, onEvents: (events: readonly RelayWorkerEvent[]) => void) {
-    this.#worker = new Worker(WORKER_URL, { type: "module", name: `relay ${opts.relay.host}` });
-    this.#worker.onmessage = (e: MessageEvent<FromRelayWorker>) => {
-      const events = e.data.events;
-      for (const ev of events) if (ev.type === "shutdown") this.#shutdown?.();
-      onEvents(events);
-    };
-    this.#worker.onerror = (e) => {
-      e.preventDefault();
-      onEvents([{ type: "crashed", message: e.message }]);
-    };
+    this.#worker = new OwnedWorker<ToRelayWorker>(
+      WORKER_URL,
+      `relay ${opts.relay.host}`,
+      (data) => {
+        const events = (data as FromRelayWorker).events;
+        for (const ev of events) if (ev.type === "shutdown") this.#worker.shutdownSeen();
+        onEvents(events);
+      },
+      (message) => onEvents([{ type: "crashed", message }]),
+    );
     this.#post({ t: "connect", ...opts });
   }
 
   #post(msg: ToRelayWorker, transfer: ArrayBuffer[] = []): void {
-    if (!this.#closed) this.#worker.postMessage(msg, transfer);
+    this.#worker.post(msg, transfer);
   }
 
   route(publicKey: Uint8Array): void {
@@ -64,14 +63,7 @@ export class RelayWorkerHandle {
   }
 
   /** Ask the worker to close its socket; terminate it if it has not done so in `graceMs`. */
-  async close(graceMs = 2_000): Promise<void> {
-    if (this.#closed) return;
-    const done = new Promise<void>((resolve) => (this.#shutdown = resolve));
-    this.#post({ t: "close" });
-    this.#closed = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-    clearTimeout(timer);
-    this.#worker.terminate();
+  close(graceMs = 2_000): Promise<void> {
+    return this.#worker.close({ t: "close" }, graceMs);
   }
 }

@@ -43,7 +43,7 @@ async function statusUntil(
 const onlineSlots = (s: CoordinatorStatus) =>
   s.peers[0]?.slots.filter((x) => x.status === "online").length ?? 0;
 
-/** Two coordinators given the same relays, each with the other as its peer. */
+/** Two coordinators given the same relays (peers not added yet). */
 function pair(relays: Bootstrapd[]) {
   const a = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
   const b = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
@@ -54,18 +54,29 @@ function pair(relays: Bootstrapd[]) {
   return { a, b, la, lb, close: () => Promise.all([a.close(), b.close()]) };
 }
 
+/** As pair, each with the other as its peer, both online on every relay. */
+async function onlinePair(relays: Bootstrapd[]) {
+  const p = pair(relays);
+  try {
+    p.a.handle.addPeer(p.b.publicKey);
+    p.b.handle.addPeer(p.a.publicKey);
+    const n = relays.length;
+    await statusUntil(p.a, `A sees B online on all ${n} relays`, (s) => onlineSlots(s) === n);
+    await statusUntil(p.b, `B sees A online on all ${n} relays`, (s) => onlineSlots(s) === n);
+    return p;
+  } catch (e) {
+    await p.close();
+    throw e;
+  }
+}
+
 interopTest(
   "coordinator: two coordinators on three shared relays route over all three; killing the sending relay moves traffic at once; restarting it brings it back",
   ["tox-bootstrapd"],
   async (_t, signal) => {
     const relays = await Promise.all([startBootstrapd(), startBootstrapd(), startBootstrapd()]);
-    const p = pair(relays);
+    const p = await onlinePair(relays);
     try {
-      p.a.handle.addPeer(p.b.publicKey);
-      p.b.handle.addPeer(p.a.publicKey);
-      await statusUntil(p.a, "A sees B online on all 3 relays", (s) => onlineSlots(s) === 3);
-      await statusUntil(p.b, "B sees A online on all 3 relays", (s) => onlineSlots(s) === 3);
-
       // A steady stream A -> B, 800 packets/s.
       const stop = new AbortController();
       signal.addEventListener("abort", () => stop.abort());
@@ -168,13 +179,8 @@ interopTest(
   ["tox-bootstrapd"],
   async (_t, signal) => {
     const relays = await Promise.all([startBootstrapd(), startBootstrapd()]);
-    const p = pair(relays);
+    const p = await onlinePair(relays);
     try {
-      p.a.handle.addPeer(p.b.publicKey);
-      p.b.handle.addPeer(p.a.publicKey);
-      await statusUntil(p.a, "A sees B online on both relays", (s) => onlineSlots(s) === 2);
-      await statusUntil(p.b, "B sees A online on both relays", (s) => onlineSlots(s) === 2);
-
       const stop = new AbortController();
       signal.addEventListener("abort", () => stop.abort());
       const flow = runPeerFlow(p.a, p.b, {
@@ -221,6 +227,10 @@ interopTest(
         assert.ok(maxInflight <= window, `in flight ${maxInflight} <= window ${window}`);
         assert.ok(maxQueue <= 1024 * 1024, `relay data lane ${maxQueue} <= 1 MiB`);
         assert.ok(maxHeap - heapBefore < 32e6, "coordinator heap did not grow with the backlog");
+        // Status says what happened to the relay, and holds it against it.
+        const view = (await p.a.handle.status()).relays.find((x) => x.publicKey === sender)!;
+        assert.match(view.lastError ?? "", /stalled/);
+        assert.ok(view.score < 100);
       } finally {
         clearInterval(sampler);
         victim.resume();
@@ -388,6 +398,7 @@ interopTest(
         assert.ok(r.arrivals.at(-1)! > at - r.startedAt + movedMs, "traffic after the move");
         assert.ok(maxQueue <= 1024 * 1024 && maxInflight <= 128);
         assert.ok(view.score < 100, "the relay's fault is held against it");
+        assert.match(view.lastError ?? "", /stalled/);
       } finally {
         clearInterval(sampler);
         deaf.setReading(true);
