@@ -1,0 +1,145 @@
+/**
+ * The coordinator Worker at its boundary: whatever an owner posts, it answers with a typed
+ * `command_failed` and lives on; it closes cleanly. The runtime with fake relay ports: what
+ * TcpConnections decides reaches the relays, and a crashed relay Worker is replaced.
+ */
+import assert from "node:assert/strict";
+import { newKeyPair } from "../daemon/crypto.ts";
+import { CoordinatorRuntime, type RelayPort } from "../workers/coordinator_runtime.ts";
+import type { CoordinatorEvent, FromCoordinator, RelayWorkerEvent } from "../workers/messages.ts";
+import { seededRandom } from "./support/fake_relay.ts";
+
+const RELAY = { host: "127.0.0.1", port: 9, publicKey: "ab".repeat(32) };
+
+Deno.test("coordinator worker: bad commands get command_failed and the worker lives on", async () => {
+  const worker = new Worker(new URL("../workers/coordinator.ts", import.meta.url), {
+    type: "module",
+  });
+  const events: CoordinatorEvent[] = [];
+  let wake: () => void = () => {};
+  worker.onmessage = (e: MessageEvent<FromCoordinator>) => {
+    events.push(...e.data.events);
+    wake();
+  };
+  const until = async (pred: () => boolean, what: string) => {
+    const end = Date.now() + 5_000;
+    while (!pred()) {
+      if (Date.now() > end) throw new Error(`${what}; got ${JSON.stringify(events)}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((r) => {
+        wake = r;
+        timer = setTimeout(r, 100);
+      });
+      clearTimeout(timer);
+    }
+  };
+  const failures = () => events.filter((e) => e.type === "command_failed");
+  try {
+    worker.postMessage(null);
+    worker.postMessage({ t: "status", id: 1 }); // before init
+    await until(() => failures().length === 2, "two failures before init");
+    worker.postMessage({ t: "init", self: newKeyPair() });
+    worker.postMessage({ t: "init", self: newKeyPair() });
+    worker.postMessage({ t: "bogus" });
+    worker.postMessage({ t: "relay_add", relay: { host: "127.0.0.1", port: 9, publicKey: "zz" } });
+    worker.postMessage({ t: "peer_add", publicKey: "not bytes" });
+    worker.postMessage({ t: "peer_remove", publicKey: new Uint8Array(32) });
+    worker.postMessage({ t: "relay_remove", publicKey: "cd".repeat(32) });
+    worker.postMessage({
+      t: "oob",
+      relay: "x",
+      publicKey: new Uint8Array(32),
+      data: new Uint8Array(1),
+    });
+    worker.postMessage({ t: "send", packets: [{ publicKey: 5, data: "x" }] });
+    worker.postMessage({ t: "send", packets: null });
+    worker.postMessage({ t: "status", id: 7 });
+    await until(() => events.some((e) => e.type === "status"), "a status reply after the junk");
+    const commands = failures().map((e) => e.type === "command_failed" && e.command);
+    assert.deepEqual(commands.slice(2, 8), [
+      "init",
+      "bogus",
+      "relay_add",
+      "peer_add",
+      "peer_remove",
+      "relay_remove",
+    ]);
+    assert.ok(failures().length >= 9, "oob and both sends answered too");
+    for (const f of failures()) assert.ok(f.type === "command_failed" && f.message.length > 0);
+    const refused = events.find((e) => e.type === "send_refused");
+    assert.ok(refused && refused.type === "send_refused" && refused.reason === "unknown_peer");
+    worker.postMessage({ t: "close" });
+    await until(() => events.some((e) => e.type === "shutdown"), "shutdown");
+  } finally {
+    worker.terminate();
+  }
+});
+
+class FakePort implements RelayPort {
+  readonly log: string[] = [];
+  closed = false;
+  constructor(readonly emit: (events: readonly RelayWorkerEvent[]) => void) {}
+  route(): void {
+    this.log.push("route");
+  }
+  unroute(): void {
+    this.log.push("unroute");
+  }
+  send(items: readonly unknown[]): void {
+    this.log.push(`send ${items.length}`);
+  }
+  requestStats(): void {}
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+Deno.test("coordinator runtime: routes reach the relay port; a crashed relay Worker is replaced after its back-off", async () => {
+  let now = 0;
+  const ports: FakePort[] = [];
+  const out: CoordinatorEvent[] = [];
+  const rt = new CoordinatorRuntime(
+    { t: "init", self: newKeyPair(), config: { statsIntervalMs: 3_600_000 } },
+    (events) => out.push(...events),
+    {
+      clock: () => now,
+      random: seededRandom(3),
+      spawn: (_opts, onEvents) => {
+        const p = new FakePort(onEvents);
+        ports.push(p);
+        return p;
+      },
+    },
+  );
+  try {
+    rt.command({ t: "relay_add", relay: RELAY });
+    assert.equal(ports.length, 1, "a kept relay is opened at once");
+    const peer = newKeyPair().publicKey;
+    rt.command({ t: "peer_add", publicKey: peer });
+    ports[0].emit([{ type: "confirmed", handshakeMs: 1 }]);
+    assert.deepEqual(ports[0].log, ["route"]);
+    ports[0].emit([{ type: "routed", publicKey: peer, connectionId: 16 }]);
+    ports[0].emit([{ type: "online", publicKey: peer, connectionId: 16 }]);
+    rt.command({ t: "send", packets: [{ publicKey: peer, data: new Uint8Array([1, 2]) }] });
+    assert.deepEqual(ports[0].log, ["route", "send 1"]);
+
+    now = 1_000;
+    ports[0].emit([{ type: "crashed", message: "boom" }]);
+    assert.equal(ports[0].closed, true, "the dead Worker is let go");
+    const status = rt.status();
+    assert.equal(status.relays[0].state, "waiting");
+    assert.match(status.relays[0].lastError ?? "", /worker crashed: boom/);
+    // Its late events are ignored: they belong to a session that is over.
+    ports[0].emit([{ type: "confirmed", handshakeMs: 1 }]);
+    assert.equal(rt.status().relays[0].state, "waiting");
+    // The runtime's timer fires at the retry time (real timers, clock moved by hand).
+    now = 1_000 + (status.relays[0].retryInMs ?? 0);
+    await new Promise((r) => setTimeout(r, (status.relays[0].retryInMs ?? 0) + 50));
+    assert.equal(ports.length, 2, "a new relay Worker after the back-off");
+    await new Promise((r) => queueMicrotask(() => r(null)));
+    assert.ok(out.some((e) => e.type === "relay_state" && e.state === "waiting"));
+  } finally {
+    await rt.close();
+  }
+});
