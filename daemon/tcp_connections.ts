@@ -368,10 +368,14 @@ export class TcpConnections {
 
   // ---- commands ----------------------------------------------------------------------------
 
-  /** add_tcp_relay_global: a relay of the user's, kept (asleep when unneeded) until removed. */
-  addRelay(address: RelayAddress, now: number): AddRelayResult {
+  /**
+   * add_tcp_relay_global: a relay of the user's, kept (asleep when unneeded) until removed.
+   * `proxy` reaches this relay through another proxy than the default one; there is no way
+   * to reach a relay directly when a default proxy is set.
+   */
+  addRelay(address: RelayAddress, now: number, proxy?: ProxyConfig): AddRelayResult {
     this.#now = now;
-    const r = this.#ensureRelay(address);
+    const r = this.#ensureRelay(address, proxy);
     if (!r.ok) return r;
     const relay = this.#relays.get(r.relay)!;
     relay.global = true;
@@ -1096,7 +1100,7 @@ export class TcpConnections {
 
   // ---- internals: relay set ----------------------------------------------------------------
 
-  #ensureRelay(address: RelayAddress): AddRelayResult {
+  #ensureRelay(address: RelayAddress, proxy?: ProxyConfig): AddRelayResult {
     let pk: Uint8Array;
     try {
       pk = fromHex(address.publicKey, 32);
@@ -1109,7 +1113,7 @@ export class TcpConnections {
       hex,
       publicKey: pk,
       address: { host: address.host, port: address.port, publicKey: hex },
-      proxy: this.#proxy,
+      proxy: proxy ?? this.#proxy,
       order: this.#order++,
       global: false,
       state: "sleeping",

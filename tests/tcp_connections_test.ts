@@ -1496,6 +1496,15 @@ Deno.test("with a proxy every open goes through it", () => {
   assert.deepEqual(drain(tc).actions, [
     { type: "open", relay: r.hex, address: r.address, proxy },
   ]);
+  // A relay given its own proxy goes through that one; learned relays use the default.
+  const [r2, r3] = makeRelays(3).slice(1);
+  const other = { kind: "http" as const, host: "127.0.0.1", port: 8888 };
+  tc.addRelay(r2.address, T0 + 1, other);
+  const [p] = makePeers(1);
+  tc.addPeer(p, T0 + 2);
+  tc.addPeerRelay(p, r3.address, T0 + 3);
+  const opens = only(drain(tc).actions, "open");
+  assert.deepEqual(opens.map((o) => [o.relay, o.proxy]), [[r2.hex, other], [r3.hex, proxy]]);
 });
 
 // ---- deadlines -------------------------------------------------------------------------------

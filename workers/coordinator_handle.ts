@@ -4,6 +4,7 @@
  * worker to be gone before the Worker is terminated.
  */
 import type { RelayAddress } from "../daemon/relay_address.ts";
+import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import { OwnedWorker } from "./owned_worker.ts";
 import type {
   CoordinatorEvent,
@@ -53,8 +54,8 @@ export class CoordinatorHandle {
     this.#worker.post(msg);
   }
 
-  addRelay(relay: RelayAddress): void {
-    this.#post({ t: "relay_add", relay });
+  addRelay(relay: RelayAddress, proxy?: ProxyConfig): void {
+    this.#post({ t: "relay_add", relay, proxy });
   }
 
   removeRelay(publicKey: string): void {

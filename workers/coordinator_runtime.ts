@@ -97,7 +97,7 @@ export class CoordinatorRuntime {
     const core = this.#core;
     switch (msg.t) {
       case "relay_add": {
-        const r = core.addRelay(msg.relay, now);
+        const r = core.addRelay(msg.relay, now, msg.proxy);
         if (!r.ok) this.#fail("relay_add", r.message);
         break;
       }

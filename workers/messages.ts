@@ -117,7 +117,7 @@ export type ToCoordinator =
     readonly config?: Partial<TcpConnectionsConfig>;
     readonly relayConfig?: Partial<RelayClientConfig>;
   }
-  | { readonly t: "relay_add"; readonly relay: RelayAddress }
+  | { readonly t: "relay_add"; readonly relay: RelayAddress; readonly proxy?: ProxyConfig }
   | { readonly t: "relay_remove"; readonly publicKey: string }
   | { readonly t: "peer_add"; readonly publicKey: Uint8Array; readonly relays?: RelayAddress[] }
   | { readonly t: "peer_remove"; readonly publicKey: Uint8Array }
