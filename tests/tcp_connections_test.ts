@@ -463,12 +463,7 @@ Deno.test("the first ONLINE relay becomes the sender and the sender is sticky", 
 });
 
 Deno.test("when the sender's relay closes the next ONLINE relay takes over at once; peer_offline only when none is left", () => {
-  const tc = newTc();
-  const R = makeRelays(3);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0 + 10);
+  const { tc, R, p } = onlineRig(3, T0 + 10);
   drain(tc);
   assert.equal(peerView(tc, p).sender, R[0].hex);
 
@@ -509,12 +504,7 @@ Deno.test("when the sender's relay closes the next ONLINE relay takes over at on
 });
 
 Deno.test("lower RTT (pong) breaks ties when the sender fails over", () => {
-  const tc = newTc();
-  const R = makeRelays(3);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0 + 10);
+  const { tc, R, p } = onlineRig(3, T0 + 10);
   pong(tc, R[1], 80, T0 + 20);
   pong(tc, R[2], 20, T0 + 20);
   drain(tc);
@@ -524,12 +514,7 @@ Deno.test("lower RTT (pong) breaks ties when the sender fails over", () => {
 });
 
 Deno.test("a relay proven by the peer's data is preferred over an unproven one", () => {
-  const tc = newTc();
-  const R = makeRelays(3);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0 + 10);
+  const { tc, R, p } = onlineRig(3, T0 + 10);
   // R2 is faster, R1 carries the peer's traffic.
   pong(tc, R[1], 200, T0 + 20);
   pong(tc, R[2], 10, T0 + 20);
@@ -647,12 +632,7 @@ Deno.test("OOB in: from a peer with a slot on that relay it is data, from anyone
 // ---- backpressure --------------------------------------------------------------------------
 
 Deno.test("congested: sendData uses another ONLINE relay, all congested is refused, drained is writable", () => {
-  const tc = newTc();
-  const R = makeRelays(2);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0 + 10);
+  const { tc, R, p } = onlineRig(2, T0 + 10);
   drain(tc);
 
   feed(tc, R[0], T0 + 20, { type: "congested", queuedBytes: 300_000 });
@@ -735,12 +715,7 @@ Deno.test("the per-relay send window is enforced and `sent` credits reopen it", 
 
 Deno.test("inflight never exceeds the send window over a long random run", () => {
   const window = 8;
-  const tc = newTc({ sendWindowPackets: window });
-  const R = makeRelays(3);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0 + 10);
+  const { tc, R, p } = onlineRig(3, T0 + 10, { sendWindowPackets: window });
   drain(tc);
   const rnd = seededRandom(42);
   const owed = new Map<string, number>(R.map((r) => [r.hex, 0]));
@@ -1111,14 +1086,20 @@ Deno.test("bench: closes that are the network's or ours never bench a relay", ()
 
 // ---- dropping relay detection --------------------------------------------------------------
 
-/** A peer ONLINE on R0 (sender) and R1, feedback armed at `T0 + 100`. */
-function droppingRig() {
-  const tc = newTc();
-  const R = makeRelays(2);
+/** `n` global relays, one peer added at T0 and ONLINE on all of them at `at`. */
+function onlineRig(n: number, at: number, config: Partial<TcpConnectionsConfig> = {}) {
+  const tc = newTc(config);
+  const R = makeRelays(n);
   addGlobals(tc, R);
   const [p] = makePeers(1);
   tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0);
+  onlineOn(tc, p, R, at);
+  return { tc, R, p };
+}
+
+/** A peer ONLINE on R0 (sender) and R1, feedback armed at `T0 + 100`. */
+function droppingRig() {
+  const { tc, R, p } = onlineRig(2, T0);
   tc.delivered(p, T0 + 100);
   drain(tc);
   assert.equal(peerView(tc, p).sender, R[0].hex);
@@ -1236,12 +1217,7 @@ Deno.test("dropping relay: with only one ONLINE relay nothing is suspected", () 
 });
 
 Deno.test("dropping relay: without delivered() feedback nothing is ever suspected", () => {
-  const tc = newTc();
-  const R = makeRelays(2);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0);
+  const { tc, R, p } = onlineRig(2, T0);
   drain(tc);
   tc.sendData(p, new Uint8Array([1]), T0 + 1_000);
   tc.tick(T0 + 30_000);
@@ -1250,23 +1226,13 @@ Deno.test("dropping relay: without delivered() feedback nothing is ever suspecte
 });
 
 Deno.test("dropping relay: with deliveryFeedback on, detection is armed without a delivered() call", () => {
-  const tc = newTc({ deliveryFeedback: true });
-  const R = makeRelays(2);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0);
+  const { tc, R, p } = onlineRig(2, T0, { deliveryFeedback: true });
   drain(tc);
   suspectR0(tc, R, p, T0 + 1_000);
 });
 
 Deno.test("dropping relay: packets that expect no acknowledgement (lossy) never make the sender suspect", () => {
-  const tc = newTc({ deliveryFeedback: true });
-  const R = makeRelays(2);
-  addGlobals(tc, R);
-  const [p] = makePeers(1);
-  tc.addPeer(p, T0);
-  onlineOn(tc, p, R, T0);
+  const { tc, R, p } = onlineRig(2, T0, { deliveryFeedback: true });
   drain(tc);
   const out = tc.sendData(p, new Uint8Array([200]), T0 + 1_000, false);
   assert.equal(out.ok, true);
