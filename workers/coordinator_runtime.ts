@@ -167,7 +167,7 @@ export class CoordinatorRuntime {
         continue;
       }
       const data = p.data instanceof Uint8Array ? p.data : new Uint8Array(0);
-      const r = this.#core.sendData(key, data, now);
+      const r = this.#core.sendData(hex, data, now);
       if (!r.ok) refused.set(hex, { reason: r.reason, message: r.message, packets: [p.data] });
     }
     for (const [peer, r] of refused) {
