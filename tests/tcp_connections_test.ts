@@ -504,7 +504,7 @@ Deno.test("when the sender's relay closes the next ONLINE relay takes over at on
 });
 
 Deno.test("lower RTT (pong) breaks ties when the sender fails over", () => {
-  const { tc, R, p } = onlineRig(3, T0 + 10);
+  const { tc, R } = onlineRig(3, T0 + 10);
   pong(tc, R[1], 80, T0 + 20);
   pong(tc, R[2], 20, T0 + 20);
   drain(tc);
@@ -1232,7 +1232,7 @@ Deno.test("dropping relay: with deliveryFeedback on, detection is armed without 
 });
 
 Deno.test("dropping relay: packets that expect no acknowledgement (lossy) never make the sender suspect", () => {
-  const { tc, R, p } = onlineRig(2, T0, { deliveryFeedback: true });
+  const { tc, p } = onlineRig(2, T0, { deliveryFeedback: true });
   drain(tc);
   const out = tc.sendData(p, new Uint8Array([200]), T0 + 1_000, false);
   assert.equal(out.ok, true);
