@@ -264,7 +264,6 @@ interface Relay {
   global: boolean;
   state: RelayConnState;
   everConfirmed: boolean;
-  openedAt: number;
   confirmedAt: number;
   /** Consecutive failed sessions, for the back-off. */
   attempts: number;
@@ -1118,7 +1117,6 @@ export class TcpConnections {
       global: false,
       state: "sleeping",
       everConfirmed: false,
-      openedAt: 0,
       confirmedAt: 0,
       attempts: 0,
       retryAt: 0,
@@ -1279,7 +1277,7 @@ export class TcpConnections {
     for (const r of this.#relays.values()) {
       const needed = r.peers.size > 0 || keep.has(r.hex);
       if (r.state === "sleeping" && needed) {
-        if (now >= r.retryAt) this.#open(r, now);
+        if (now >= r.retryAt) this.#open(r);
         else {
           // Needed again before its back-off ran out: wait for it (nextDeadline has it).
           r.state = "waiting";
@@ -1294,7 +1292,7 @@ export class TcpConnections {
         if (!needed) {
           r.state = "sleeping";
           this.#events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
-        } else if (now >= r.retryAt) this.#open(r, now);
+        } else if (now >= r.retryAt) this.#open(r);
       } else if (
         r.state === "confirmed" && !needed && now - r.confirmedAt >= cfg.idleSleepMs
       ) {
@@ -1312,9 +1310,8 @@ export class TcpConnections {
     }
   }
 
-  #open(relay: Relay, now: number): void {
+  #open(relay: Relay): void {
     relay.state = "connecting";
-    relay.openedAt = now;
     relay.inflight = 0;
     relay.congested = false;
     this.#actions.push({
