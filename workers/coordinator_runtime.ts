@@ -13,6 +13,7 @@ import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import type { RandomBytes } from "../daemon/crypto.ts";
 import { RelayWorkerHandle } from "./relay_handle.ts";
+import { DeadlineTimer } from "./deadline_timer.ts";
 import type {
   CoordinatorEvent,
   CoordinatorStatus,
@@ -60,8 +61,7 @@ export class CoordinatorRuntime {
   readonly #spawn: RelaySpawner;
   readonly #relays = new Map<string, RelayPort>();
   readonly #closing = new Set<Promise<void>>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
+  readonly #timer = new DeadlineTimer();
   #outbox: CoordinatorEvent[] = [];
   #flushQueued = false;
   #closed = false;
@@ -249,18 +249,10 @@ export class CoordinatorRuntime {
   }
 
   #arm(): void {
-    const at = this.#core.nextDeadline();
-    if (at === this.#timerAt && this.#timer !== undefined) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = at;
-    if (at === Infinity) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
+    this.#timer.arm(this.#core.nextDeadline(), this.#clock(), () => {
       this.#core.tick(this.#clock());
       this.#drive();
-    }, Math.max(0, at - this.#clock()));
+    });
   }
 
   #fail(command: string, message: string): void {
@@ -284,8 +276,7 @@ export class CoordinatorRuntime {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timer.disarm();
     for (const relay of [...this.#relays.keys()]) this.#stop(relay);
     while (this.#closing.size > 0) await Promise.allSettled([...this.#closing]);
   }

@@ -8,6 +8,7 @@
 import { fromHex, systemRandom } from "../daemon/crypto.ts";
 import { RelayClient } from "../daemon/tcp/relay_client.ts";
 import { formatProxyUrl } from "../daemon/tcp/proxy.ts";
+import { DeadlineTimer } from "./deadline_timer.ts";
 import type { RelaySendItem, RelayWorkerEvent, ToRelayWorker } from "./messages.ts";
 
 type ConnectCommand = Extract<ToRelayWorker, { t: "connect" }>;
@@ -22,8 +23,7 @@ export class RelayConnection {
   #client: RelayClient | null = null;
   #conn: Deno.TcpConn | null = null;
   #writing = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
+  readonly #timer = new DeadlineTimer();
   #outbox: RelayWorkerEvent[] = [];
   #flushQueued = false;
   #attempt = 0;
@@ -166,7 +166,7 @@ export class RelayConnection {
         this.#push({ type: "reconnecting", attempt: this.#attempt + 1, routes: routes.length });
         this.start(routes);
       } else {
-        this.#disarm();
+        this.#timer.disarm();
       }
       return;
     }
@@ -178,23 +178,11 @@ export class RelayConnection {
   #arm(client: RelayClient): void {
     const now = this.#clock();
     const at = Math.min(client.nextDeadline(now), client.nextTransmitTime(now));
-    if (at === this.#timerAt && this.#timer !== undefined) return;
-    this.#disarm();
-    if (at === Infinity) return;
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
+    this.#timer.arm(at, now, () => {
       if (client !== this.#client) return;
       client.tick(this.#clock());
       this.#afterCore();
-    }, Math.max(0, at - now));
-  }
-
-  #disarm(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
+    });
   }
 
   #dropSocket(): void {
@@ -299,7 +287,7 @@ export class RelayConnection {
       this.#afterCore();
     }
     this.#dropSocket();
-    this.#disarm();
+    this.#timer.disarm();
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
     this.#flush();
   }

@@ -21,6 +21,7 @@ import {
   type RelayServerConfig,
   type RelayServerEvent,
 } from "../../daemon/tcp/relay_server.ts";
+import { DeadlineTimer } from "../../workers/deadline_timer.ts";
 
 export interface RoutingRelayOptions {
   /** Default: a fresh key pair. */
@@ -89,8 +90,7 @@ class RoutingRelayShell implements RoutingRelay {
   #dropData = false;
   #reading = true;
   #resume: { promise: Promise<void>; resolve: () => void } | null = null;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
+  readonly #timer = new DeadlineTimer();
   #stopping = false;
   #stopped: Promise<void> | null = null;
 
@@ -163,10 +163,10 @@ class RoutingRelayShell implements RoutingRelay {
     for (const s of this.#sockets.values()) this.#drop(s);
     this.#resume?.resolve();
     this.#resume = null;
-    this.#disarm();
+    this.#timer.disarm();
     await this.#acceptLoop;
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
-    this.#disarm();
+    this.#timer.disarm();
   }
 
   async #accept(): Promise<void> {
@@ -272,22 +272,10 @@ class RoutingRelayShell implements RoutingRelay {
 
   #arm(): void {
     const at = this.#stopping ? Infinity : this.server.nextDeadline();
-    if (at === this.#timerAt && this.#timer !== undefined) return;
-    this.#disarm();
-    if (at === Infinity) return;
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
+    this.#timer.arm(at, now(), () => {
       this.server.tick(now());
       this.#afterCore();
-    }, Math.max(0, at - now()));
-  }
-
-  #disarm(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
+    });
   }
 
   #track(p: Promise<unknown>): void {
