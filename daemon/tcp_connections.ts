@@ -978,9 +978,15 @@ export class TcpConnections {
     const current = peer.sender === null
       ? undefined
       : peer.slots.find((s) => s.relay === peer.sender);
+    // Per packet: the sticky sender stays unless another slot is proven and it is not, so
+    // the full ranking runs only when that can change the answer.
+    if (
+      current && this.#eligible(current) &&
+      (this.#isProven(current, now) || !peer.slots.some((s) => this.#isProven(s, now)))
+    ) return current;
     const best = this.#bestSlot(peer, now);
     if (current && this.#eligible(current)) {
-      if (best && best !== current && this.#isProven(best, now) && !this.#isProven(current, now)) {
+      if (best && best !== current && this.#isProven(best, now)) {
         this.#setSender(peer, best.relay, now, `peer's traffic arrives on ${shortKey(best.relay)}`);
         return best;
       }
