@@ -11,7 +11,11 @@ export type CodecErrorCode =
   | "unknown_id"
   | "reserved_id"
   | "bad_mac"
-  | "malformed";
+  | "malformed"
+  /** Authentic but outside its validity window (a cookie older than 15 s, or from the future). */
+  | "expired"
+  /** Authentic but from another party than the one the caller expected. */
+  | "unexpected_key";
 
 export interface CodecError {
   readonly code: CodecErrorCode;

@@ -539,7 +539,9 @@ export class TcpConnections {
       for (const s of registered) {
         const relay = this.#relays.get(s.relay)!;
         if (!this.#canSend(relay)) continue;
-        this.#queueSend(relay, { kind: "oob", publicKey: peer.publicKey, data });
+        // Each relay Worker gets its own buffer: a buffer handed to one may be transferred.
+        const copy = used.length === 0 ? data : data.slice();
+        this.#queueSend(relay, { kind: "oob", publicKey: peer.publicKey, data: copy });
         s.packetsOut++;
         s.bytesOut += data.length;
         used.push(relay.hex);

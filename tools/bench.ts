@@ -1,5 +1,5 @@
 /**
- * deno task bench [--json FILE] [--quick] [--only relay,coordinator]
+ * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend]
  *
  * Relay section: zero-loss throughput between two of our relay workers through a real
  * tox-bootstrapd on 127.0.0.1 (64, 1024, 2000-byte DATA), ping RTT percentiles, RSS per
@@ -14,6 +14,7 @@ import { FakeRelayPeer, seededRandom } from "../tests/support/fake_relay.ts";
 import { type Bootstrapd, startBootstrapd } from "../tests/interop/harness.ts";
 import { type FlowResult, RelayEndpoint, runFlow } from "./relay_flow.ts";
 import { benchCoordinator } from "./bench_coordinator.ts";
+import { benchFriend } from "./bench_friend.ts";
 import type { RelayWorkerEvent } from "../workers/messages.ts";
 
 type Row = Record<string, string | number | null>;
@@ -263,6 +264,14 @@ if (import.meta.main) {
     console.log();
     printTable(Object.entries(coordinator.summary).map(([k, v]) => ({ measure: k, value: v })));
     doc.coordinator = coordinator;
+  }
+  if (want("friend")) {
+    console.log("\n== friend (custom lossless between friends, one tox-bootstrapd 0.2.18) ==");
+    const friend = await benchFriend(quick);
+    printTable(friend.rows);
+    console.log();
+    printTable(Object.entries(friend.summary).map(([k, v]) => ({ measure: k, value: v })));
+    doc.friend = friend;
   }
   console.log("\nJSON " + JSON.stringify(doc));
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(doc, null, 2) + "\n");

@@ -5,6 +5,7 @@
  */
 import type { RelayAddress } from "../daemon/relay_address.ts";
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
+import type { MessageKind, Profile } from "../daemon/messenger.ts";
 import { OwnedWorker } from "./owned_worker.ts";
 import type {
   CoordinatorEvent,
@@ -77,6 +78,37 @@ export class CoordinatorHandle {
   /** Packets are copied to the worker; refused ones come back in `send_refused`. */
   send(packets: readonly PeerPacket[], epoch?: number): void {
     this.#post({ t: "send", packets, epoch });
+  }
+
+  // ---- Messenger (the coordinator must have been given `real`) ----
+
+  addFriend(publicKey: Uint8Array, hint?: { dhtPublicKey?: Uint8Array; relays?: RelayAddress[] }) {
+    this.#post({ t: "friend_add", publicKey, ...hint });
+  }
+
+  removeFriend(publicKey: Uint8Array): void {
+    this.#post({ t: "friend_remove", publicKey });
+  }
+
+  hintFriend(publicKey: Uint8Array, dhtPublicKey?: Uint8Array, relays?: RelayAddress[]): void {
+    this.#post({ t: "friend_hint", publicKey, dhtPublicKey, relays });
+  }
+
+  sendMessage(publicKey: Uint8Array, text: string, kind?: MessageKind, requestId?: number) {
+    this.#post({ t: "friend_message", publicKey, text, kind, requestId });
+  }
+
+  /** Refused packets come back in `friend_lossless_refused`; resend after `friend_send_ready`. */
+  sendLossless(publicKey: Uint8Array, packets: readonly Uint8Array[], epoch?: number): void {
+    this.#post({ t: "friend_lossless", publicKey, packets, epoch });
+  }
+
+  sendLossy(publicKey: Uint8Array, packets: readonly Uint8Array[]): void {
+    this.#post({ t: "friend_lossy", publicKey, packets });
+  }
+
+  setProfile(profile: Partial<Profile>): void {
+    this.#post({ t: "set_profile", profile });
   }
 
   delivered(publicKey: Uint8Array): void {

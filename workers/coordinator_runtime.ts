@@ -8,6 +8,7 @@
  * by the relays' send windows, whatever the owner or the relays do.
  */
 import { systemRandom, toHex } from "../daemon/crypto.ts";
+import { Messenger } from "../daemon/messenger.ts";
 import { type RelayAction, TcpConnections } from "../daemon/tcp_connections.ts";
 import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
@@ -23,6 +24,20 @@ import type {
 } from "./messages.ts";
 
 type InitCommand = Extract<ToCoordinator, { t: "init" }>;
+type FriendCommand = Extract<
+  ToCoordinator,
+  {
+    t:
+      | "friend_add"
+      | "friend_remove"
+      | "friend_hint"
+      | "friend_message"
+      | "friend_lossless"
+      | "friend_lossy"
+      | "friend_typing"
+      | "set_profile";
+  }
+>;
 
 /** Where relay workers come from: real Workers, or fakes in tests. */
 export interface RelayPort {
@@ -56,6 +71,8 @@ export interface CoordinatorRuntimeOptions {
 export class CoordinatorRuntime {
   readonly #init: InitCommand;
   readonly #core: TcpConnections;
+  /** net_crypto + friend_connection + Messenger, when we have a long-term key. */
+  readonly #messenger: Messenger | null;
   readonly #emit: (events: CoordinatorEvent[]) => void;
   readonly #clock: () => number;
   readonly #spawn: RelaySpawner;
@@ -84,6 +101,21 @@ export class CoordinatorRuntime {
       proxy: init.proxy,
       config: init.config,
     });
+    this.#messenger = init.real
+      ? new Messenger({
+        now: this.#clock(),
+        random: opts.random ?? systemRandom,
+        realKeys: init.real,
+        dhtKeys: init.self,
+        tcp: this.#core,
+        profile: init.profile,
+        config: init.friendConfig,
+      })
+      : null;
+  }
+
+  get messenger(): Messenger | null {
+    return this.#messenger;
   }
 
   get core(): TcpConnections {
@@ -138,6 +170,16 @@ export class CoordinatorRuntime {
       case "status":
         this.#push({ type: "status", id: msg.id, status: this.status() });
         break;
+      case "friend_add":
+      case "friend_remove":
+      case "friend_hint":
+      case "friend_message":
+      case "friend_lossless":
+      case "friend_lossy":
+      case "friend_typing":
+      case "set_profile":
+        this.#friendCommand(msg, now);
+        break;
       case "init":
         this.#fail("init", "already initialised");
         break;
@@ -177,24 +219,139 @@ export class CoordinatorRuntime {
     }
   }
 
+  #friendCommand(msg: FriendCommand, now: number): void {
+    const m = this.#messenger;
+    if (m === null) return this.#fail(msg.t, "no long-term key: Messenger is off");
+    const key = (msg as { publicKey?: unknown }).publicKey;
+    if (msg.t !== "set_profile" && !(key instanceof Uint8Array && key.length === 32)) {
+      return this.#fail(msg.t, "friend public key must be 32 bytes");
+    }
+    const friend = msg.t === "set_profile" ? "" : toHex(msg.publicKey);
+    const check = (r: { ok: boolean; message?: string }) => {
+      if (!r.ok) this.#fail(msg.t, r.message ?? "failed");
+    };
+    switch (msg.t) {
+      case "friend_add": {
+        const r = m.addFriend(msg.publicKey, now);
+        check(r);
+        if (r.ok && (msg.dhtPublicKey || msg.relays?.length)) {
+          check(m.hint(friend, msg.dhtPublicKey ?? null, msg.relays ?? [], now));
+        }
+        return;
+      }
+      case "friend_remove":
+        return check(m.removeFriend(friend, now));
+      case "friend_hint":
+        return check(m.hint(friend, msg.dhtPublicKey ?? null, msg.relays ?? [], now));
+      case "friend_message": {
+        const r = m.sendMessage(friend, String(msg.text), msg.kind ?? "normal", now);
+        if (!r.ok) return this.#fail(msg.t, `${r.reason}: ${r.message}`);
+        this.#push({
+          type: "message_queued",
+          friend,
+          requestId: msg.requestId ?? null,
+          messageId: r.messageId,
+        });
+        return;
+      }
+      case "friend_lossless":
+        return this.#sendLossless(m, friend, msg.packets, msg.epoch ?? Infinity, now);
+      case "friend_lossy":
+        for (const p of msg.packets) {
+          const r = m.sendLossy(friend, p, now);
+          if (!r.ok && r.reason !== "dropped") return this.#fail(msg.t, r.message);
+        }
+        return;
+      case "friend_typing":
+        return check(m.setTyping(friend, msg.typing, now));
+      case "set_profile": {
+        const p = msg.profile ?? {};
+        if (p.name !== undefined) check(m.setName(String(p.name), now));
+        if (p.statusMessage !== undefined) check(m.setStatusMessage(String(p.statusMessage), now));
+        if (p.userStatus !== undefined) check(m.setUserStatus(p.userStatus, now));
+        return;
+      }
+    }
+  }
+
+  /** Like #send: once one is refused, the rest (and later batches sent before the owner saw
+   * the refusal) come back, so custom packets never overtake each other. */
+  #sendLossless(
+    m: Messenger,
+    friend: string,
+    packets: readonly Uint8Array[],
+    epoch: number,
+    now: number,
+  ): void {
+    const key = `friend:${friend}`;
+    let i = 0;
+    let reason = "";
+    let message = "";
+    if ((this.#refusedAt.get(key) ?? 0) > epoch) {
+      reason = "send_queue_full";
+      message = "an earlier packet was refused";
+    } else {
+      for (; i < packets.length; i++) {
+        const p = packets[i] instanceof Uint8Array ? packets[i] : new Uint8Array(0);
+        const r = m.sendLossless(friend, p, now);
+        if (!r.ok) {
+          reason = r.reason;
+          message = r.message;
+          break;
+        }
+      }
+    }
+    if (i >= packets.length) return;
+    const e = ++this.#epoch;
+    this.#refusedAt.set(key, e);
+    this.#push({
+      type: "friend_lossless_refused",
+      friend,
+      epoch: e,
+      reason,
+      message,
+      packets: packets.slice(i),
+    });
+  }
+
   status(): CoordinatorStatus {
     const now = this.#clock();
     const mem = Deno.memoryUsage();
+    const m = this.#messenger;
     return {
       relays: this.#core.relays(now),
       peers: this.#core.peers(now),
       heapUsed: mem.heapUsed,
       rss: mem.rss,
       workers: this.#relays.size,
+      self: m
+        ? {
+          realPublicKey: toHex(this.#init.real!.publicKey),
+          dhtPublicKey: toHex(this.#init.self.publicKey),
+          profile: m.profile,
+        }
+        : null,
+      friends: m ? m.friends(now) : [],
     };
   }
 
-  /** Run the core's actions, forward its events, re-arm the timer. */
+  /** Run the core's actions, pass its events through Messenger, re-arm the timer. */
   #drive(): void {
     if (this.#closed) return;
-    for (const a of this.#core.takeActions()) this.#act(a);
-    const events = this.#core.takeEvents();
-    if (events.length > 0) this.#push(...events);
+    const m = this.#messenger;
+    // Messenger's reactions make new actions and events: run until both layers are quiet.
+    for (let round = 0; round < 64; round++) {
+      const actions = this.#core.takeActions();
+      for (const a of actions) this.#act(a);
+      let events: CoordinatorEvent[] = this.#core.takeEvents();
+      if (m !== null) {
+        events = m.tcpEvents(events as ReturnType<TcpConnections["takeEvents"]>, this.#clock());
+        const mine = m.takeEvents();
+        if (mine.length > 0) events = events.concat(mine);
+      }
+      if (events.length > 0) this.#push(...events);
+      if (actions.length === 0 && events.length === 0) break;
+    }
     this.#arm();
   }
 
@@ -249,8 +406,12 @@ export class CoordinatorRuntime {
   }
 
   #arm(): void {
-    this.#timer.arm(this.#core.nextDeadline(), this.#clock(), () => {
-      this.#core.tick(this.#clock());
+    const m = this.#messenger;
+    const deadline = Math.min(this.#core.nextDeadline(), m?.nextDeadline() ?? Infinity);
+    this.#timer.arm(deadline, this.#clock(), () => {
+      const now = this.#clock();
+      this.#core.tick(now);
+      m?.tick(now);
       this.#drive();
     });
   }

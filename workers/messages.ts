@@ -14,6 +14,13 @@ import type {
   TcpConnectionsEvent,
 } from "../daemon/tcp_connections.ts";
 import type {
+  MessageKind,
+  MessengerEvent,
+  MessengerFriendView,
+  Profile,
+} from "../daemon/messenger.ts";
+import type { FriendConnectionConfig } from "../daemon/friend_connection.ts";
+import type {
   RelayClientConfig,
   RelayClientStats,
   RelayEvent,
@@ -116,6 +123,13 @@ export type ToCoordinator =
     readonly proxy?: ProxyConfig;
     readonly config?: Partial<TcpConnectionsConfig>;
     readonly relayConfig?: Partial<RelayClientConfig>;
+    /**
+     * Our long-term (Tox ID) key pair. With it the coordinator runs net_crypto,
+     * friend_connection and Messenger; without it, only TCP_connections (raw peers).
+     */
+    readonly real?: { readonly publicKey: Uint8Array; readonly secretKey: Uint8Array };
+    readonly profile?: Partial<Profile>;
+    readonly friendConfig?: Partial<FriendConnectionConfig>;
   }
   | { readonly t: "relay_add"; readonly relay: RelayAddress; readonly proxy?: ProxyConfig }
   | { readonly t: "relay_remove"; readonly publicKey: string }
@@ -137,6 +151,46 @@ export type ToCoordinator =
   /** The layer above saw the peer acknowledge what we sent (see TcpConnections.delivered). */
   | { readonly t: "delivered"; readonly publicKey: Uint8Array }
   | { readonly t: "status"; readonly id: number }
+  // ---- Messenger (needs `real` in init) ----
+  /** Add a friend without a request; with a hint (DHT key and relays) it is dialled at once. */
+  | {
+    readonly t: "friend_add";
+    readonly publicKey: Uint8Array;
+    readonly dhtPublicKey?: Uint8Array;
+    readonly relays?: readonly RelayAddress[];
+  }
+  | { readonly t: "friend_remove"; readonly publicKey: Uint8Array }
+  | {
+    readonly t: "friend_hint";
+    readonly publicKey: Uint8Array;
+    readonly dhtPublicKey?: Uint8Array;
+    readonly relays?: readonly RelayAddress[];
+  }
+  /** `requestId` comes back in `message_queued` with the message id receipts will name. */
+  | {
+    readonly t: "friend_message";
+    readonly publicKey: Uint8Array;
+    readonly text: string;
+    readonly kind?: MessageKind;
+    readonly requestId?: number;
+  }
+  /**
+   * Custom lossless packets in order; refused ones (and every later one) come back in
+   * `friend_lossless_refused`, with the same epoch rule as `send`.
+   */
+  | {
+    readonly t: "friend_lossless";
+    readonly publicKey: Uint8Array;
+    readonly packets: readonly Uint8Array[];
+    readonly epoch?: number;
+  }
+  | {
+    readonly t: "friend_lossy";
+    readonly publicKey: Uint8Array;
+    readonly packets: readonly Uint8Array[];
+  }
+  | { readonly t: "friend_typing"; readonly publicKey: Uint8Array; readonly typing: boolean }
+  | { readonly t: "set_profile"; readonly profile: Partial<Profile> }
   | { readonly t: "close" };
 
 export interface CoordinatorStatus {
@@ -146,10 +200,32 @@ export interface CoordinatorStatus {
   readonly heapUsed: number;
   readonly rss: number;
   readonly workers: number;
+  /** With Messenger on: our keys, profile and every friend (progress, session, path). */
+  readonly self: {
+    readonly realPublicKey: string;
+    readonly dhtPublicKey: string;
+    readonly profile: Profile;
+  } | null;
+  readonly friends: readonly MessengerFriendView[];
 }
 
 export type CoordinatorEvent =
   | TcpConnectionsEvent
+  | MessengerEvent
+  | {
+    readonly type: "message_queued";
+    readonly friend: string;
+    readonly requestId: number | null;
+    readonly messageId: number;
+  }
+  | {
+    readonly type: "friend_lossless_refused";
+    readonly friend: string;
+    readonly epoch: number;
+    readonly reason: string;
+    readonly message: string;
+    readonly packets: readonly Uint8Array[];
+  }
   /** Packets not taken (congested, not connected...): held by the owner until `writable`. */
   | {
     readonly type: "send_refused";

@@ -354,7 +354,7 @@ class OutputLog {
   }
 }
 
-interface Stoppable {
+export interface Stoppable {
   stop(): Promise<void>;
   describe(): string;
 }
@@ -363,6 +363,17 @@ interface Stoppable {
 const running = new Set<Stoppable>();
 const liveProcesses = new Set<ManagedProcess>();
 let unloadHookInstalled = false;
+
+/**
+ * Register a process owned elsewhere (e.g. tox_peer.ts) so interopTest stops it on timeout and
+ * reports it if a test leaks it. Returns the function to call once it is stopped.
+ */
+export function trackHarnessProcess(p: Stoppable): () => void {
+  running.add(p);
+  return () => {
+    running.delete(p);
+  };
+}
 
 function installUnloadHook(): void {
   if (unloadHookInstalled) return;

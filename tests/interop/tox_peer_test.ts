@@ -1,0 +1,226 @@
+/**
+ * Two real c-toxcore 0.2.18 peers (tests/interop/tox_peer.c, TCP only: UDP, LAN discovery,
+ * IPv6 and hole punching off) through one private tox-bootstrapd on 127.0.0.1: they find each
+ * other via the onion, exchange messages with receipts and custom lossless packets. This is the
+ * reference behaviour our own stack is measured against.
+ */
+import assert from "node:assert/strict";
+import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
+import {
+  measureCToC,
+  parseToxPeerLine,
+  type RelaySpec,
+  startToxPeer,
+  type ToxPeer,
+  type ToxPeerEvent,
+} from "./tox_peer.ts";
+
+const BINS = ["tox-bootstrapd", "gcc"];
+const ONLINE_TIMEOUT_MS = 30_000;
+
+const relayOf = (b: Bootstrapd): RelaySpec => ({
+  host: b.host,
+  port: b.port,
+  publicKey: b.publicKeyHex.toLowerCase(),
+});
+
+/** Two peers on `bs`, friends without request, both online. */
+async function onlinePair(bs: Bootstrapd): Promise<{
+  a: ToxPeer;
+  b: ToxPeer;
+  onlineMs: number;
+  stop: () => Promise<void>;
+}> {
+  const relays = [relayOf(bs)];
+  const started = await Promise.allSettled([
+    startToxPeer({ relays, name: "alice" }),
+    startToxPeer({ relays, name: "bob" }),
+  ]);
+  const peers = started.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  const stop = async () => {
+    await Promise.all(peers.map((p) => p.stop()));
+  };
+  try {
+    for (const r of started) if (r.status === "rejected") throw r.reason;
+    const [a, b] = peers;
+    assert.notEqual(a.realPublicKey, b.realPublicKey);
+    assert.match(a.address, /^[0-9a-f]{76}$/);
+    assert.equal(a.address.slice(0, 64), a.realPublicKey);
+    assert.match(a.dhtPublicKey, /^[0-9a-f]{64}$/);
+    assert.equal(await a.addFriend(b.realPublicKey), 0);
+    assert.equal(await b.addFriend(a.realPublicKey), 0);
+    const t0 = performance.now();
+    const online = (p: ToxPeer) =>
+      p.waitFor(
+        (e) => e.type === "friend" && e.friend === 0 && e.connection === "tcp",
+        ONLINE_TIMEOUT_MS,
+      );
+    const [ea, eb] = await Promise.all([online(a), online(b)]);
+    const onlineMs = Math.max(ea.at, eb.at) - t0;
+    return { a, b, onlineMs, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+Deno.test("tox_peer line parser", () => {
+  const ev = parseToxPeerLine("message 3 action 68c3a9", 7, 1);
+  assert.equal(ev.type, "message");
+  if (ev.type === "message") {
+    assert.deepEqual([ev.friend, ev.kind, ev.text, ev.seq], [3, "action", "hé", 7]);
+  }
+  const st = parseToxPeerLine("stats 0 10 9 1 5.500 7.250 1 0 0 4");
+  assert.equal(st.type, "stats");
+  if (st.type === "stats") {
+    assert.deepEqual(st.stats, {
+      friend: 0,
+      received: 10,
+      inOrder: 9,
+      outOfOrder: 1,
+      firstMs: 5.5,
+      lastMs: 7.25,
+      duplicates: 1,
+      gaps: 0,
+      shortPackets: 0,
+      sentSeq: 4,
+    });
+  }
+  assert.equal(parseToxPeerLine("name 0 ").type, "name");
+  assert.equal(parseToxPeerLine("friend 0 sideways").type, "unknown");
+  assert.equal(parseToxPeerLine("error add TOX_ERR_FRIEND_ADD_OWN_KEY").type, "error");
+});
+
+interopTest(
+  "tox_peer: two TCP-only c-toxcore peers find each other, message with receipts, 2000 lossless packets each way",
+  BINS,
+  async () => {
+    await using bs = await startBootstrapd();
+    const { a, b, onlineMs, stop } = await onlinePair(bs);
+    try {
+      console.log(`C<->C: friends online after ${onlineMs.toFixed(0)} ms (TCP only, one relay)`);
+      assert.ok(a.events.some((e) => e.type === "self" && e.connection === "tcp"));
+      // The initial state exchange on connect.
+      await a.waitFor((e) => e.type === "name" && e.friend === 0 && e.text === "bob", 5_000);
+      await b.waitFor((e) => e.type === "name" && e.friend === 0 && e.text === "alice", 5_000);
+
+      // Command errors come back as `error <cmd> <TOX_ERR>`.
+      assert.match(
+        await a.command(`add ${a.realPublicKey}`),
+        /^error add TOX_ERR_FRIEND_ADD_OWN_KEY$/,
+      );
+      assert.match(await a.command("send 7 normal 41"), /FRIEND_NOT_FOUND/);
+
+      // Messages both ways, with receipts.
+      const exchange = async (
+        from: ToxPeer,
+        to: ToxPeer,
+        text: string,
+        kind: "normal" | "action",
+      ) => {
+        const mark = to.nextSeq;
+        const markFrom = from.nextSeq;
+        const id = await from.sendMessage(0, text, kind);
+        const got = await to.waitFor(
+          (e): e is Extract<ToxPeerEvent, { type: "message" }> =>
+            e.type === "message" && e.friend === 0,
+          5_000,
+          mark,
+        );
+        assert.equal(got.text, text);
+        assert.equal(got.kind, kind);
+        await from.waitFor(
+          (e) => e.type === "receipt" && e.friend === 0 && e.messageId === id,
+          5_000,
+          markFrom,
+        );
+      };
+      await exchange(a, b, "hello bob ✓", "normal");
+      await exchange(b, a, "hello alice", "normal");
+      await exchange(a, b, "waves", "action");
+
+      // Profile changes arrive as events.
+      let mark = b.nextSeq;
+      await a.setStatusMessage("testing");
+      await a.setUserStatus(1);
+      await b.waitFor((e) => e.type === "status_message" && e.text === "testing", 5_000, mark);
+      await b.waitFor((e) => e.type === "user_status" && e.status === 1, 5_000, mark);
+
+      // A single lossless packet is counted and (verbose) printed; lossy packets are printed.
+      await b.setVerbose(true);
+      mark = b.nextSeq;
+      // (3 bytes: too short for a sequence number, so it does not disturb the burst's count)
+      await a.sendLossless(0, new Uint8Array([170, 1, 2]));
+      await b.waitFor(
+        (e) => e.type === "lossless" && e.data.length === 3 && e.data[0] === 170,
+        5_000,
+        mark,
+      );
+      await b.setVerbose(false);
+      mark = b.nextSeq;
+      await a.sendLossy(0, new Uint8Array([200, 9, 9]));
+      // lossy may be dropped in principle; on loopback through one relay it arrives
+      await b.waitFor((e) => e.type === "lossy" && e.data[0] === 200, 5_000, mark);
+      const one = await b.stats(0);
+      assert.deepEqual([one.received, one.inOrder, one.outOfOrder, one.shortPackets], [1, 0, 0, 1]);
+
+      // 2000 x 100-byte custom lossless packets each way (id 160), complete and in order.
+      const COUNT = 2000;
+      const t0 = performance.now();
+      const [sa, sb] = await Promise.all([
+        a.burst(0, COUNT, 100, 160, 20_000),
+        b.burst(0, COUNT, 100, 160, 20_000),
+      ]);
+      assert.equal(sa.count, COUNT);
+      assert.equal(sb.count, COUNT);
+      const deadline = performance.now() + 20_000;
+      const final = async (p: ToxPeer, expected: number) => {
+        let st = await p.stats(0);
+        while (st.received < expected && performance.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 25));
+          st = await p.stats(0);
+        }
+        return st;
+      };
+      // b already had the single short packet from a.
+      const [stA, stB] = await Promise.all([final(a, COUNT), final(b, COUNT + 1)]);
+      const ms = performance.now() - t0;
+      console.log(
+        `C<->C: ${COUNT} x 100 B lossless each way in ${ms.toFixed(0)} ms ` +
+          `(sender queue times ${sa.ms.toFixed(0)} / ${sb.ms.toFixed(0)} ms)`,
+      );
+      assert.deepEqual(
+        [stA.received, stA.inOrder, stA.outOfOrder, stA.duplicates, stA.gaps],
+        [COUNT, COUNT, 0, 0, 0],
+      );
+      assert.deepEqual(
+        [stB.received, stB.inOrder, stB.outOfOrder, stB.duplicates, stB.gaps],
+        [COUNT + 1, COUNT, 0, 0, 0],
+      );
+      assert.equal((await a.stats(0)).sentSeq, COUNT);
+      assert.equal((await b.stats(0)).sentSeq, COUNT);
+    } finally {
+      await stop();
+    }
+  },
+  { timeout: 55_000 },
+);
+
+interopTest(
+  "tox_peer: measureCToC reports the online time and lossless throughput",
+  BINS,
+  async () => {
+    await using bs = await startBootstrapd();
+    const r = await measureCToC({ bootstrapd: bs, count: 2000, size: 100, timeoutMs: 45_000 });
+    console.log(
+      `measureCToC: online ${r.onlineMs.toFixed(0)} ms, ${r.received}/${r.sent} in ` +
+        `${r.ms.toFixed(1)} ms = ${r.packetsPerSecond.toFixed(0)} packets/s`,
+    );
+    assert.equal(r.sent, 2000);
+    assert.equal(r.received, 2000);
+    assert.equal(r.inOrder, 2000);
+    assert.ok(r.complete);
+    assert.ok(r.ms > 0 && r.packetsPerSecond > 0);
+  },
+  { timeout: 55_000 },
+);

@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { SimNet, type SimNode } from "./support/sim_network.ts";
+import type { MessengerEvent } from "../daemon/messenger.ts";
+
+function ofType<T extends MessengerEvent["type"]>(
+  n: SimNode,
+  type: T,
+): Extract<MessengerEvent, { type: T }>[] {
+  return n.events.filter((e): e is Extract<MessengerEvent, { type: T }> => e.type === type);
+}
+
+function friends(net: SimNet, hintA = true) {
+  const r = net.addRelay();
+  const a = net.addNode("alice", [r]);
+  const b = net.addNode("bob", [r]);
+  net.act(a, (m, now) => m.addFriend(b.real.publicKey, now));
+  net.act(b, (m, now) => m.addFriend(a.real.publicKey, now));
+  if (hintA) net.act(a, (m, now) => m.hint(b.hex, b.dht.publicKey, [r], now));
+  return { r, a, b };
+}
+
+const online = (n: SimNode) => ofType(n, "friend_online").length > 0;
+
+Deno.test("a hinted friend comes online on both sides through one relay", () => {
+  const net = new SimNet();
+  const { a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000), "both online");
+  const progress = ofType(a, "friend_progress").map((e) => e.progress);
+  assert.deepEqual(progress, [
+    "awaiting_dht_key",
+    "acquiring_cookie",
+    "awaiting_handshake",
+    "awaiting_session_packet",
+    "connected",
+  ]);
+  // bob learned alice's DHT key from her handshake.
+  assert.equal(ofType(b, "friend_dht_key")[0].source, "handshake");
+  net.advance(200);
+  assert.equal(ofType(a, "friend_name")[0].name, "bob");
+  assert.equal(ofType(b, "friend_name")[0].name, "alice");
+});
+
+Deno.test("messages both ways with receipts", () => {
+  const net = new SimNet();
+  const { a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  const r1 = net.act(a, (m, now) => m.sendMessage(b.hex, "hello bob", "normal", now));
+  const r2 = net.act(b, (m, now) => m.sendMessage(a.hex, "waves", "action", now));
+  assert.ok(r1.ok && r2.ok);
+  assert.ok(
+    net.run(
+      () => ofType(a, "friend_receipt").length > 0 && ofType(b, "friend_receipt").length > 0,
+      3_000,
+    ),
+  );
+  assert.deepEqual(ofType(b, "friend_message").map((e) => [e.kind, e.text]), [[
+    "normal",
+    "hello bob",
+  ]]);
+  assert.deepEqual(ofType(a, "friend_message").map((e) => [e.kind, e.text]), [["action", "waves"]]);
+  assert.equal(ofType(a, "friend_receipt")[0].messageId, 1);
+});
+
+Deno.test("2000 custom lossless packets arrive complete and in order, with a lossy relay", () => {
+  const net = new SimNet();
+  const { r, a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  let n = 0;
+  net.setDropData(r, () => (n++ % 7) === 3); // drop one DATA in seven, silently
+  const total = 2000;
+  let sent = 0;
+  const pump = () => {
+    while (sent < total) {
+      const p = new Uint8Array(100);
+      p[0] = 160;
+      new DataView(p.buffer).setUint32(1, sent);
+      const res = net.act(a, (m, now) => m.sendLossless(b.hex, p, now));
+      if (!res.ok) break;
+      sent++;
+    }
+  };
+  pump();
+  assert.ok(
+    net.run(() => {
+      pump();
+      return ofType(b, "friend_lossless").length >= total;
+    }, 120_000),
+    `got ${ofType(b, "friend_lossless").length}`,
+  );
+  const seqs = ofType(b, "friend_lossless").map((e) =>
+    new DataView(e.data.buffer, e.data.byteOffset).getUint32(1)
+  );
+  assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i));
+  assert.ok(net.dropped > 0);
+  assert.ok(online(a) && ofType(a, "friend_offline").length === 0);
+});
+
+Deno.test("removing a friend sends OFFLINE and KILL: the other side sees it offline at once", () => {
+  const net = new SimNet();
+  const { a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  net.act(a, (m, now) => m.removeFriend(b.hex, now));
+  assert.ok(net.run(() => ofType(b, "friend_offline").length > 0, 1_000));
+  assert.equal(ofType(b, "friend_disconnected")[0]?.cause ?? "peer", "peer");
+});
+
+Deno.test("a dial nobody accepts dies after 8 handshake tries and is redialled", () => {
+  const net = new SimNet();
+  const r = net.addRelay();
+  const a = net.addNode("alice", [r]);
+  const b = net.addNode("bob", [r]); // bob does not have alice as a friend
+  net.act(a, (m, now) => m.addFriend(b.real.publicKey, now));
+  net.act(a, (m, now) => m.hint(b.hex, b.dht.publicKey, [r], now));
+  net.advance(12_000);
+  const view = a.messenger.friends()[0];
+  assert.equal(view.online, false);
+  assert.match(view.lastDisconnect ?? "", /timeout: no handshake after 8 tries/);
+  assert.notEqual(view.crypto, null, "a new dial is under way");
+  assert.ok(b.events.some((e) => e.type === "handshake_refused"));
+});
+
+Deno.test("32 s without ALIVE kills the session (only ALIVE refreshes the timer)", () => {
+  const net = new SimNet();
+  const { r, a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  // From now on the relay drops everything bob sends: alice hears nothing.
+  net.setDropData(r, (from) => from === "bob");
+  assert.ok(net.run(() => ofType(a, "friend_offline").length > 0, 40_000));
+  assert.equal(ofType(a, "friend_offline")[0].cause, "alive_timeout");
+});
