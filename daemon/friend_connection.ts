@@ -565,6 +565,12 @@ export class FriendConnections {
       this.#crypto.kill(f.hex, now, "local", "the friend's DHT key changed");
       this.#pump();
     }
+    this.#adoptDhtKey(f, dhtPublicKey, source, now);
+    if (!this.#crypto.connection(f.hex)) this.#dial(f, now);
+  }
+
+  /** The friend's TCP_connections peer moves to the new key, with its saved relays. */
+  #adoptDhtKey(f: Friend, dhtPublicKey: Uint8Array, source: DhtKeySource, now: number): void {
     this.#dropDht(f);
     f.dhtPublicKey = dhtPublicKey.slice();
     f.dhtSource = source;
@@ -573,7 +579,6 @@ export class FriendConnections {
     this.#tcp.addPeer(f.dhtPublicKey, now);
     for (const r of f.relays.slice(-6)) this.#attachRelay(f, r);
     this.#emit({ type: "friend_dht_key", friend: f.hex, dhtPublicKey: hex, source });
-    if (!this.#crypto.connection(f.hex)) this.#dial(f, now);
   }
 
   #dropDht(f: Friend): void {
@@ -598,18 +603,7 @@ export class FriendConnections {
     if (!f || this.#crypto.connection(peer)) return false;
     const now = this.#now;
     if (f.dhtPublicKey === null || !bytesEqual(f.dhtPublicKey, dhtPk)) {
-      this.#dropDht(f);
-      f.dhtPublicKey = dhtPk.slice();
-      f.dhtSource = "handshake";
-      this.#byDht.set(toHex(dhtPk), f.hex);
-      this.#tcp.addPeer(f.dhtPublicKey, now);
-      for (const r of f.relays.slice(-6)) this.#attachRelay(f, r);
-      this.#emit({
-        type: "friend_dht_key",
-        friend: f.hex,
-        dhtPublicKey: toHex(dhtPk),
-        source: "handshake",
-      });
+      this.#adoptDhtKey(f, dhtPk, "handshake", now);
     }
     f.dhtLastRecv = now;
     // crypto_connection_add_source: the relay the handshake came by serves this friend.
