@@ -698,8 +698,8 @@ export class ToxPeer {
     return { count: num(c), ms: num(ms), sendqRetries: num(q) };
   }
 
-  async stats(friend: number): Promise<ToxPeerStats> {
-    const reply = await this.command(`stats ${friend}`);
+  async stats(friend: number, timeoutMs = COMMAND_TIMEOUT_MS): Promise<ToxPeerStats> {
+    const reply = await this.command(`stats ${friend}`, timeoutMs);
     const ev = parseToxPeerLine(reply);
     if (ev.type !== "stats") throw new ToxPeerError(`${this.describe()}: stats: ${reply}`);
     return ev.stats;
@@ -839,9 +839,14 @@ export interface CToCResult {
   /** Of those, how many arrived in order. */
   inOrder: number;
   complete: boolean;
-  /** Sender-side time for the burst command (all packets accepted by toxcore). */
+  /**
+   * Why the burst did not complete: the `error burst ...` reply, or its timeout (c-toxcore's
+   * congestion control can fall to 4 packets/s and stay there); null if it completed.
+   */
+  error: string | null;
+  /** Sender-side time for the burst command (all packets accepted by toxcore); NaN if not. */
   sendMs: number;
-  /** Times toxcore answered SENDQ during the burst. */
+  /** Times toxcore answered SENDQ during the burst; NaN if it did not complete. */
   sendqRetries: number;
   /** Packets in the measured window (about `count`; exactly `count` without warmup). */
   measured: number;
@@ -862,8 +867,8 @@ function relayOfBootstrapd(b: Bootstrapd): RelaySpec {
 /**
  * Start two C peers on one relay, make them friends (no request), wait until both see the other
  * online, burst `warmup + count` custom lossless packets from A to B and measure their delivery.
- * Stops everything it started. Throws if they do not get online or the burst fails; a burst
- * that is not delivered in time is returned with complete: false.
+ * Stops everything it started. Throws if the peers do not start or get online in time; a burst
+ * that fails or is not delivered in time is returned with complete: false and `error`.
  */
 export async function measureCToC(opts: CToCOptions): Promise<CToCResult> {
   const deadline = performance.now() + opts.timeoutMs;
@@ -897,23 +902,45 @@ export async function measureCToC(opts: CToCOptions): Promise<CToCResult> {
     const onlineMs = performance.now() - t0;
 
     const offset = await pb.clockOffset();
-    const before = await pb.stats(fb);
+    const before = await pb.stats(fb, Math.min(COMMAND_TIMEOUT_MS, left()));
     const got = (st: ToxPeerStats) => st.received - before.received;
     const start = performance.now();
-    let burstFailed = false;
-    const burst = pa.burst(fa, total, opts.size, opts.id ?? 160, left());
-    burst.catch(() => {
-      burstFailed = true;
-    });
+    // Raw command: an `error burst <ERR> <sent>` or a timeout is a result, not an exception.
+    let reply: string | null = null;
+    let error: string | null = null;
+    const burst = pa.command(`burst ${fa} ${total} ${opts.size} ${opts.id ?? 160}`, left()).then(
+      (line) => {
+        reply = line;
+        if (line.startsWith("error")) error = line;
+      },
+      (e) => {
+        error = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      },
+    );
     // The receiver is not blocked by the burst: poll it meanwhile.
     let mark: ToxPeerStats | null = warmup === 0 ? before : null;
     let st = before;
-    while (got(st) < total && !burstFailed && performance.now() < deadline) {
+    while (got(st) < total && error === null && performance.now() < deadline) {
       await sleep(Math.min(20, left()));
-      st = await pb.stats(fb);
+      st = await pb.stats(fb, Math.min(COMMAND_TIMEOUT_MS, left()));
       if (mark === null && got(st) >= warmup) mark = st;
     }
-    const sent = await burst;
+    await burst;
+    const words = (reply ?? "").split(" ");
+    let sent: number;
+    let sendMs = NaN;
+    let sendqRetries = NaN;
+    if (words[0] === "ok") {
+      sent = num(words[2]);
+      sendMs = num(words[3]);
+      sendqRetries = num(words[4]);
+    } else if (words[0] === "error") {
+      sent = Number(words[3]) || 0;
+    } else {
+      // timed out while still bursting: the last progress report is the best we know
+      const progress = pa.events.findLast((e) => e.type === "burst_progress");
+      sent = progress?.type === "burst_progress" ? progress.sent : got(st);
+    }
     const received = got(st);
     let measured = 0;
     let ms = performance.now() - start;
@@ -923,12 +950,13 @@ export async function measureCToC(opts: CToCOptions): Promise<CToCResult> {
     }
     return {
       onlineMs,
-      sent: sent.count,
+      sent,
       received,
       inOrder: st.inOrder - before.inOrder,
-      complete: received >= sent.count,
-      sendMs: sent.ms,
-      sendqRetries: sent.sendqRetries,
+      complete: error === null && received >= total,
+      error,
+      sendMs,
+      sendqRetries,
       measured,
       ms,
       packetsPerSecond: ms > 0 ? measured / (ms / 1000) : 0,

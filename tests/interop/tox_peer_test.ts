@@ -216,6 +216,7 @@ interopTest(
       `measureCToC: online ${r.onlineMs.toFixed(0)} ms, ${r.received}/${r.sent} in ` +
         `${r.ms.toFixed(1)} ms = ${r.packetsPerSecond.toFixed(0)} packets/s`,
     );
+    assert.equal(r.error, null);
     assert.equal(r.sent, 2000);
     assert.equal(r.received, 2000);
     assert.equal(r.inOrder, 2000);
