@@ -16,7 +16,12 @@
 import { bytesEqual, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { PeerView, TcpConnections } from "./tcp_connections.ts";
-import { NetCrypto, type NetCryptoEvent, type PacketSource } from "./net_crypto/net_crypto.ts";
+import {
+  NetCrypto,
+  type NetCryptoEvent,
+  type NetCryptoStats,
+  type PacketSource,
+} from "./net_crypto/net_crypto.ts";
 import type {
   CryptoConnectionConfig,
   CryptoConnectionView,
@@ -186,19 +191,11 @@ export class FriendConnections {
     }, opts.now);
   }
 
-  get netCrypto(): NetCrypto {
-    return this.#crypto;
-  }
-
   takeEvents(): FriendConnectionEvent[] {
     this.#pump();
     const e = this.#events;
     this.#events = [];
     return e;
-  }
-
-  has(friend: string): boolean {
-    return this.#friends.has(friend);
   }
 
   /** new_friend_connection. Without a DHT key the friend waits in awaiting_dht_key. */
@@ -283,9 +280,9 @@ export class FriendConnections {
     return ok;
   }
 
-  /** A packet number the friend has acknowledged everything below. */
-  sendBufferStart(friend: string): number | null {
-    return this.#crypto.connection(friend)?.sendBufferStart ?? null;
+  /** Counters of net_crypto's stateless side (cookies, incoming handshakes, strays). */
+  netCryptoStats(): NetCryptoStats {
+    return this.#crypto.stats();
   }
 
   /** Relay-side input: a TCP_connections data/oob event. False when it is not ours. */

@@ -24,6 +24,7 @@ import {
   type FriendView,
 } from "./friend_connection.ts";
 import type { KillCause } from "./net_crypto/connection.ts";
+import type { NetCryptoStats } from "./net_crypto/net_crypto.ts";
 import { u32Distance } from "./net_crypto/packet_arrays.ts";
 import { MAX_CRYPTO_DATA_SIZE } from "./net_crypto/packets.ts";
 
@@ -179,8 +180,8 @@ export class Messenger {
     });
   }
 
-  get friendConnections(): FriendConnections {
-    return this.#fc;
+  netCryptoStats(): NetCryptoStats {
+    return this.#fc.netCryptoStats();
   }
 
   get profile(): Profile {

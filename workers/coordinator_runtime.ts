@@ -329,6 +329,7 @@ export class CoordinatorRuntime {
           realPublicKey: toHex(this.#init.real!.publicKey),
           dhtPublicKey: toHex(this.#init.self.publicKey),
           profile: m.profile,
+          netCrypto: m.netCryptoStats(),
         }
         : null,
       friends: m ? m.friends(now) : [],

@@ -20,6 +20,7 @@ import type {
   Profile,
 } from "../daemon/messenger.ts";
 import type { FriendConnectionConfig } from "../daemon/friend_connection.ts";
+import type { NetCryptoStats } from "../daemon/net_crypto/net_crypto.ts";
 import type {
   RelayClientConfig,
   RelayClientStats,
@@ -205,6 +206,7 @@ export interface CoordinatorStatus {
     readonly realPublicKey: string;
     readonly dhtPublicKey: string;
     readonly profile: Profile;
+    readonly netCrypto: NetCryptoStats;
   } | null;
   readonly friends: readonly MessengerFriendView[];
 }

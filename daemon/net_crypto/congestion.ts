@@ -76,10 +76,6 @@ export class CongestionControl {
     return this.#minRtt;
   }
 
-  get inSlowStart(): boolean {
-    return this.#cwnd < this.#ssthresh;
-  }
-
   /** A round-trip sample (ms) from a packet sent once (Karn: never from a resent one). */
   sample(rtt: number, now = 0): void {
     if (!(rtt >= 0)) return;

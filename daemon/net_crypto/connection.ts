@@ -159,6 +159,10 @@ export interface CryptoConnectionView {
   readonly resent: number;
   readonly losses: number;
   readonly timeouts: number;
+  /** Window cuts for queueing delay (not loss). */
+  readonly delayReductions: number;
+  /** The peer's out-of-order packets refused for our receive budget (asked for again). */
+  readonly recvOverBudget: number;
   readonly lossyDropped: number;
   readonly badPackets: number;
   readonly tempSends: number;
@@ -275,15 +279,6 @@ export class CryptoConnection {
 
   get dhtPublicKey(): Uint8Array {
     return this.#dhtPublicKey;
-  }
-
-  get established(): boolean {
-    return this.#state === "established";
-  }
-
-  /** Packets that the peer can still be waiting for: what a receipt waits on. */
-  get sendBufferStart(): number {
-    return this.#send.bufferStart;
   }
 
   /** A net_crypto packet (0x19, 0x1a, 0x1b) from the peer's DHT key. */
@@ -435,6 +430,8 @@ export class CryptoConnection {
       resent: this.#resent,
       losses: this.#cc.losses,
       timeouts: this.#cc.timeouts,
+      delayReductions: this.#cc.delayReductions,
+      recvOverBudget: this.#recv.overBudget,
       lossyDropped: this.#lossyDropped,
       badPackets: this.#badPackets,
       tempSends: this.#tempSends,

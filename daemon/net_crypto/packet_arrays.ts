@@ -70,15 +70,6 @@ export class SendArray {
     return this.#packets.get(n);
   }
 
-  has(n: number): boolean {
-    return this.#packets.has(n);
-  }
-
-  /** Whether n is in [bufferStart, bufferEnd). */
-  inRange(n: number): boolean {
-    return u32Distance(n, this.bufferStart) < this.span;
-  }
-
   delete(n: number): SentPacket | undefined {
     const p = this.#packets.get(n);
     if (p) this.#packets.delete(n);
