@@ -286,9 +286,9 @@ export class FriendConnections {
   }
 
   /** Relay-side input: a TCP_connections data/oob event. False when it is not ours. */
-  packet(fromDht: Uint8Array, data: Uint8Array, source: PacketSource, now: number): boolean {
+  packet(dhtHex: string, data: Uint8Array, source: PacketSource, now: number): boolean {
     this.#now = now;
-    const handled = this.#crypto.handlePacket(fromDht, data, source, now);
+    const handled = this.#crypto.handlePacket(dhtHex, data, source, now);
     this.#pump();
     return handled;
   }

@@ -13,7 +13,7 @@
  *   still unconfirmed when the session dies are reported failed (c-toxcore drops them
  *   silently; the user must know to resend).
  */
-import { fromHex, type KeyPair, type RandomBytes, toHex } from "./crypto.ts";
+import { type KeyPair, type RandomBytes, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { TcpConnections, TcpConnectionsEvent } from "./tcp_connections.ts";
 import {
@@ -371,14 +371,14 @@ export class Messenger {
     const rest: TcpConnectionsEvent[] = [];
     for (const e of events) {
       switch (e.type) {
-        case "data": {
-          const from = fromHex(e.peer);
-          if (!this.#fc.packet(from, e.data, { relay: e.relay, oob: false }, now)) rest.push(e);
+        case "data":
+          if (!this.#fc.packet(e.peer, e.data, { relay: e.relay, oob: false }, now)) rest.push(e);
+          break;
+        case "oob": {
+          const from = toHex(e.from);
+          if (!this.#fc.packet(from, e.data, { relay: e.relay, oob: true }, now)) rest.push(e);
           break;
         }
-        case "oob":
-          if (!this.#fc.packet(e.from, e.data, { relay: e.relay, oob: true }, now)) rest.push(e);
-          break;
         case "peer_online":
           this.#fc.pathUp(e.peer, now);
           rest.push(e);

@@ -9,7 +9,7 @@
  * - A handshake with no session is a peer dialling us: it is opened without an expected key
  *   and offered to the layer above (friend_connection accepts friends only).
  */
-import { type KeyPair, precompute, type RandomBytes, toHex } from "../crypto.ts";
+import { fromHex, type KeyPair, precompute, type RandomBytes, toHex } from "../crypto.ts";
 import {
   CryptoConnection,
   type CryptoConnectionConfig,
@@ -175,9 +175,12 @@ export class NetCrypto {
     return true;
   }
 
-  /** One packet from a DHT key. False when it is not net_crypto's (unknown id). */
+  /**
+   * One packet from a DHT key (hex: TCP_connections names peers so, and a session is found
+   * by it without decoding the key on every data packet). False when it is not net_crypto's.
+   */
   handlePacket(
-    fromDht: Uint8Array,
+    dhtHex: string,
     packet: Uint8Array,
     source: PacketSource,
     now: number,
@@ -188,10 +191,9 @@ export class NetCrypto {
       this.#stray++;
       return true;
     }
-    const dhtHex = toHex(fromDht);
     if (source.oob) this.#oobRelay.set(dhtHex, source.relay);
     if (packet[0] === NET_PACKET_COOKIE_REQUEST) {
-      this.#answerCookieRequest(fromDht, packet, source, now);
+      this.#answerCookieRequest(fromHex(dhtHex, 32), packet, source, now);
       return true;
     }
     const c = this.#byDht.get(dhtHex);
@@ -199,8 +201,9 @@ export class NetCrypto {
       c.handle(packet, now);
       return true;
     }
-    if (packet[0] === NET_PACKET_CRYPTO_HS) this.#newConnection(fromDht, packet, source, now);
-    else this.#stray++;
+    if (packet[0] === NET_PACKET_CRYPTO_HS) {
+      this.#newConnection(fromHex(dhtHex, 32), packet, source, now);
+    } else this.#stray++;
     return true;
   }
 
