@@ -193,30 +193,51 @@ export class CoordinatorRuntime {
   }
 
   #send(packets: readonly PeerPacket[], epoch: number, now: number): void {
-    // Once a packet for a peer is refused, later ones for that peer go back too: order kept.
-    const refused = new Map<string, { reason: string; message: string; packets: Uint8Array[] }>();
+    // Per peer, in the order given.
+    const byPeer = new Map<string, Uint8Array[]>();
     for (const p of packets) {
-      const key = p.publicKey instanceof Uint8Array ? p.publicKey : new Uint8Array(0);
-      const hex = toHex(key);
-      let held = refused.get(hex);
-      if (!held && (this.#refusedAt.get(hex) ?? 0) > epoch) {
-        // Sent before the owner saw an earlier refusal for this peer: it would overtake.
-        held = { reason: "congested", message: "an earlier packet was refused", packets: [] };
-        refused.set(hex, held);
-      }
-      if (held) {
-        held.packets.push(p.data);
-        continue;
-      }
-      const data = p.data instanceof Uint8Array ? p.data : new Uint8Array(0);
-      const r = this.#core.sendData(hex, data, now);
-      if (!r.ok) refused.set(hex, { reason: r.reason, message: r.message, packets: [p.data] });
+      const hex = toHex(p.publicKey instanceof Uint8Array ? p.publicKey : new Uint8Array(0));
+      const list = byPeer.get(hex);
+      if (list) list.push(p.data);
+      else byPeer.set(hex, [p.data]);
     }
-    for (const [peer, r] of refused) {
-      const e = ++this.#epoch;
-      this.#refusedAt.set(peer, e);
-      this.#push({ type: "send_refused", peer, epoch: e, ...r });
+    for (const [peer, list] of byPeer) {
+      const left = this.#sendInOrder(peer, epoch, list, "congested", (data) => {
+        const r = this.#core.sendData(
+          peer,
+          data instanceof Uint8Array ? data : new Uint8Array(0),
+          now,
+        );
+        return r.ok ? null : r;
+      });
+      if (left) this.#push({ type: "send_refused", peer, ...left });
     }
+  }
+
+  /**
+   * Send one stream's packets in order until one is refused; return that one and every later
+   * one with a new epoch. A stream refused since the owner's `epoch` takes nothing: packets
+   * sent before the owner saw that refusal would overtake the refused ones.
+   */
+  #sendInOrder(
+    stream: string,
+    epoch: number,
+    packets: readonly Uint8Array[],
+    heldReason: string,
+    sendOne: (p: Uint8Array) => { reason: string; message: string } | null,
+  ): { epoch: number; reason: string; message: string; packets: Uint8Array[] } | null {
+    let i = 0;
+    let why: { reason: string; message: string } | null = null;
+    if ((this.#refusedAt.get(stream) ?? 0) > epoch) {
+      why = { reason: heldReason, message: "an earlier packet was refused" };
+    } else {
+      for (; i < packets.length && why === null; i++) why = sendOne(packets[i]);
+      if (why !== null) i--;
+    }
+    if (why === null) return null;
+    const e = ++this.#epoch;
+    this.#refusedAt.set(stream, e);
+    return { epoch: e, reason: why.reason, message: why.message, packets: packets.slice(i) };
   }
 
   #friendCommand(msg: FriendCommand, now: number): void {
@@ -254,8 +275,20 @@ export class CoordinatorRuntime {
         });
         return;
       }
-      case "friend_lossless":
-        return this.#sendLossless(m, friend, msg.packets, msg.epoch ?? Infinity, now);
+      case "friend_lossless": {
+        const left = this.#sendInOrder(
+          `friend:${friend}`,
+          msg.epoch ?? Infinity,
+          msg.packets,
+          "send_queue_full",
+          (p) => {
+            const r = m.sendLossless(friend, p instanceof Uint8Array ? p : new Uint8Array(0), now);
+            return r.ok ? null : r;
+          },
+        );
+        if (left) this.#push({ type: "friend_lossless_refused", friend, ...left });
+        return;
+      }
       case "friend_lossy":
         for (const p of msg.packets) {
           const r = m.sendLossy(friend, p, now);
@@ -272,46 +305,6 @@ export class CoordinatorRuntime {
         return;
       }
     }
-  }
-
-  /** Like #send: once one is refused, the rest (and later batches sent before the owner saw
-   * the refusal) come back, so custom packets never overtake each other. */
-  #sendLossless(
-    m: Messenger,
-    friend: string,
-    packets: readonly Uint8Array[],
-    epoch: number,
-    now: number,
-  ): void {
-    const key = `friend:${friend}`;
-    let i = 0;
-    let reason = "";
-    let message = "";
-    if ((this.#refusedAt.get(key) ?? 0) > epoch) {
-      reason = "send_queue_full";
-      message = "an earlier packet was refused";
-    } else {
-      for (; i < packets.length; i++) {
-        const p = packets[i] instanceof Uint8Array ? packets[i] : new Uint8Array(0);
-        const r = m.sendLossless(friend, p, now);
-        if (!r.ok) {
-          reason = r.reason;
-          message = r.message;
-          break;
-        }
-      }
-    }
-    if (i >= packets.length) return;
-    const e = ++this.#epoch;
-    this.#refusedAt.set(key, e);
-    this.#push({
-      type: "friend_lossless_refused",
-      friend,
-      epoch: e,
-      reason,
-      message,
-      packets: packets.slice(i),
-    });
   }
 
   status(): CoordinatorStatus {
