@@ -14,12 +14,6 @@ type Row = Record<string, string | number | null>;
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
-const relayOf = (b: Bootstrapd) => ({
-  host: b.host,
-  port: b.port,
-  publicKey: b.publicKeyHex.toLowerCase(),
-});
-
 function waitFor(
   ep: CoordinatorEndpoint,
   pred: (e: CoordinatorEvent) => boolean,
@@ -60,8 +54,8 @@ async function statusUntil(
 /** Two coordinators on `relays`, each the other's peer, online on all of them. */
 async function onlinePair(relays: Bootstrapd[]) {
   const t0 = performance.now();
-  const a = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
-  const b = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
+  const a = new CoordinatorEndpoint({ relays: relays.map((r) => r.relay) });
+  const b = new CoordinatorEndpoint({ relays: relays.map((r) => r.relay) });
   const online = Promise.all([
     waitFor(a, (e) => e.type === "peer_online", 20_000, "peer online (A)"),
     waitFor(b, (e) => e.type === "peer_online", 20_000, "peer online (B)"),
@@ -193,7 +187,7 @@ async function dropDetection(good: Bootstrapd): Promise<{ detectMs: number; deli
     };
     const t0 = performance.now();
     const flows = [runPeerFlow(a, b, opts), runPeerFlow(b, a, opts)];
-    for (const ep of [a, b]) ep.handle.addRelay(relayOf(good));
+    for (const ep of [a, b]) ep.handle.addRelay(good.relay);
     await benched;
     const detectMs = performance.now() - t0;
     await new Promise((r) => setTimeout(r, 500));

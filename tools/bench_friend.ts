@@ -7,24 +7,24 @@
  */
 import { fromHex } from "../daemon/crypto.ts";
 import { type Bootstrapd, startBootstrapd } from "../tests/interop/harness.ts";
-import { measureCToC, startToxPeer, type ToxPeer } from "../tests/interop/tox_peer.ts";
+import {
+  measureCToC,
+  startToxPeer,
+  type ToxPeer,
+  watchReceived,
+} from "../tests/interop/tox_peer.ts";
 import { FriendEndpoint, sendStream, StreamCounter } from "./friend_flow.ts";
 import type { CoordinatorEvent } from "../workers/messages.ts";
 
 type Row = Record<string, string | number | null>;
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-const relayOf = (b: Bootstrapd) => ({
-  host: b.host,
-  port: b.port,
-  publicKey: b.publicKeyHex.toLowerCase(),
-});
 const onlineEvent = (friend: string) => (e: CoordinatorEvent) =>
   e.type === "friend_online" && e.friend === friend;
 
 async function oursToOurs(relay: Bootstrapd, count: number, size: number): Promise<Row> {
   const started = performance.now();
-  const a = new FriendEndpoint({ name: "a", relays: [relayOf(relay)] });
-  const b = new FriendEndpoint({ name: "b", relays: [relayOf(relay)] });
+  const a = new FriendEndpoint({ name: "a", relays: [relay.relay] });
+  const b = new FriendEndpoint({ name: "b", relays: [relay.relay] });
   try {
     const online = Promise.all([
       a.waitFor("a online", onlineEvent(b.realHex), 20_000),
@@ -33,7 +33,7 @@ async function oursToOurs(relay: Bootstrapd, count: number, size: number): Promi
     b.handle.addFriend(a.real.publicKey);
     a.handle.addFriend(b.real.publicKey, {
       dhtPublicKey: b.dht.publicKey,
-      relays: [relayOf(relay)],
+      relays: [relay.relay],
     });
     await online;
     const onlineMs = performance.now() - started;
@@ -66,8 +66,8 @@ async function oursToOurs(relay: Bootstrapd, count: number, size: number): Promi
 
 async function oursToC(relay: Bootstrapd, count: number, size: number): Promise<Row[]> {
   const started = performance.now();
-  const c: ToxPeer = await startToxPeer({ relays: [relayOf(relay)], name: "c" });
-  const us = new FriendEndpoint({ name: "deno", relays: [relayOf(relay)] });
+  const c: ToxPeer = await startToxPeer({ relays: [relay.relay], name: "c" });
+  const us = new FriendEndpoint({ name: "deno", relays: [relay.relay] });
   try {
     const cKey = fromHex(c.realPublicKey, 32);
     const weSee = us.waitFor("we see C", onlineEvent(c.realPublicKey), 20_000);
@@ -75,27 +75,19 @@ async function oursToC(relay: Bootstrapd, count: number, size: number): Promise<
     const cSees = c.waitForFriendOnline(friend, 20_000);
     us.handle.addFriend(cKey, {
       dhtPublicKey: fromHex(c.dhtPublicKey, 32),
-      relays: [relayOf(relay)],
+      relays: [relay.relay],
     });
     await Promise.all([weSee, cSees]);
     const onlineMs = performance.now() - started;
     // ours -> C
-    let cReceived = 0;
-    let polling = true;
-    const poll = (async () => {
-      while (polling) {
-        cReceived = (await c.stats(friend)).received;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const watch = watchReceived(c, friend);
     const r = await sendStream(us, cKey, {
       count,
       size,
       timeoutMs: 60_000,
-      done: () => cReceived >= count,
+      done: () => watch.received >= count,
     });
-    polling = false;
-    await poll;
+    await watch.stop();
     const s = await c.stats(friend);
     // C -> ours
     const atUs = new StreamCounter(us, c.realPublicKey);

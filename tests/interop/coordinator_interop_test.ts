@@ -17,12 +17,6 @@ import { EventLog } from "../support/events.ts";
 import { startRoutingRelay } from "../support/routing_relay.ts";
 import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
 
-const relayOf = (b: Bootstrapd) => ({
-  host: b.host,
-  port: b.port,
-  publicKey: b.publicKeyHex.toLowerCase(),
-});
-
 /** Poll the coordinator's status until `pred` holds (bounded). */
 async function statusUntil(
   ep: Endpoint,
@@ -45,8 +39,8 @@ const onlineSlots = (s: CoordinatorStatus) =>
 
 /** Two coordinators given the same relays (peers not added yet). */
 function pair(relays: Bootstrapd[]) {
-  const a = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
-  const b = new CoordinatorEndpoint({ relays: relays.map(relayOf) });
+  const a = new CoordinatorEndpoint({ relays: relays.map((r) => r.relay) });
+  const b = new CoordinatorEndpoint({ relays: relays.map((r) => r.relay) });
   const la = new EventLog<CoordinatorEvent>(["data"]);
   const lb = new EventLog<CoordinatorEvent>(["data"]);
   a.subscribe(la.push);
@@ -158,7 +152,7 @@ interopTest(
       const got = await oob;
       assert.equal(toHex(got.from), p.a.publicKeyHex);
       assert.equal(new TextDecoder().decode(got.data), "before routing");
-      assert.equal(got.relay, relayOf(relay).publicKey);
+      assert.equal(got.relay, relay.relay.publicKey);
       assert.equal((await p.a.handle.status()).peers[0].oobSent, 1);
 
       // Once B routes A too, both are ONLINE and the same call sends DATA.
@@ -268,8 +262,8 @@ async function faultyFirst(
     la,
     lb,
     async addGood() {
-      a.handle.addRelay(relayOf(good));
-      b.handle.addRelay(relayOf(good));
+      a.handle.addRelay(good.relay);
+      b.handle.addRelay(good.relay);
       await statusUntil(a, "A sees B online on both relays", (s) => onlineSlots(s) === 2);
       await statusUntil(b, "B sees A online on both relays", (s) => onlineSlots(s) === 2);
     },

@@ -8,18 +8,12 @@ import { fromHex } from "../../daemon/crypto.ts";
 import { FriendEndpoint, sendStream, StreamCounter } from "../../tools/friend_flow.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
 import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
-import { startToxPeer, type ToxPeer } from "./tox_peer.ts";
-
-const relayOf = (b: Bootstrapd) => ({
-  host: b.host,
-  port: b.port,
-  publicKey: b.publicKeyHex.toLowerCase(),
-});
+import { startToxPeer, type ToxPeer, watchReceived } from "./tox_peer.ts";
 
 /** Us (with the hint) and a C peer, friends and online on both sides. */
 async function withCPeer(relays: Bootstrapd[], signal: AbortSignal) {
-  const c = await startToxPeer({ relays: relays.map(relayOf), name: "c-peer" });
-  const us = new FriendEndpoint({ name: "deno", relays: relays.map(relayOf) });
+  const c = await startToxPeer({ relays: relays.map((r) => r.relay), name: "c-peer" });
+  const us = new FriendEndpoint({ name: "deno", relays: relays.map((r) => r.relay) });
   try {
     const cKey = fromHex(c.realPublicKey, 32);
     const weSee = us.waitFor(
@@ -32,7 +26,7 @@ async function withCPeer(relays: Bootstrapd[], signal: AbortSignal) {
     const cSees = c.waitForFriendOnline(friend, 20_000);
     us.handle.addFriend(cKey, {
       dhtPublicKey: fromHex(c.dhtPublicKey, 32),
-      relays: relays.map(relayOf),
+      relays: relays.map((r) => r.relay),
     });
     await Promise.all([weSee, cSees]);
     return { c, us, cKey, friend, close: () => Promise.all([us.close(), c.stop()]) };
@@ -50,25 +44,6 @@ async function cStatsUntil(c: ToxPeer, friend: number, count: number, timeoutMs:
     s = await c.stats(friend);
   }
   return s;
-}
-
-/** Polls the C peer's stream counters (one request at a time) for a sender's done(). */
-function watchCStats(c: ToxPeer, friend: number) {
-  let running = true;
-  const w = {
-    received: 0,
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
-  const loop = (async () => {
-    while (running) {
-      w.received = (await c.stats(friend)).received;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  })();
-  return w;
 }
 
 interopTest("ours<->C: online both ways, messages with receipts, 2000 lossless each way in order", [
@@ -113,7 +88,7 @@ interopTest("ours<->C: online both ways, messages with receipts, 2000 lossless e
     // 2000 custom lossless each way, at the same time, complete and in order.
     const count = 2000;
     const atUs = new StreamCounter(us, c.realPublicKey);
-    const watch = watchCStats(c, friend);
+    const watch = watchReceived(c, friend);
     const [toC, fromC] = await Promise.all([
       sendStream(us, cKey, {
         count,
@@ -161,7 +136,7 @@ interopTest("ours<->C over two relays: killing the relay in use loses no lossles
     assert.ok(sender, "the C peer is online with us on both relays");
     const victim = [r1, r2].find((r) => r.publicKeyHex.toLowerCase() === sender)!;
     const count = 3000;
-    const watch = watchCStats(c, friend);
+    const watch = watchReceived(c, friend);
     let killed = false;
     const r = await sendStream(us, cKey, {
       count,

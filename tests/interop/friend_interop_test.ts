@@ -8,19 +8,13 @@ import { FriendEndpoint, sendStream, StreamCounter } from "../../tools/friend_fl
 import type { CoordinatorEvent } from "../../workers/messages.ts";
 import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
 
-const relayOf = (b: Bootstrapd) => ({
-  host: b.host,
-  port: b.port,
-  publicKey: b.publicKeyHex.toLowerCase(),
-});
-
 const isOnline = (friend: string) => (e: CoordinatorEvent) =>
   e.type === "friend_online" && e.friend === friend;
 
 /** a knows b's DHT key and relays (the hint); b knows only a's long-term key. */
 async function friends(relays: Bootstrapd[], signal: AbortSignal) {
-  const a = new FriendEndpoint({ name: "alice", relays: relays.map(relayOf) });
-  const b = new FriendEndpoint({ name: "bob", relays: relays.map(relayOf) });
+  const a = new FriendEndpoint({ name: "alice", relays: relays.map((r) => r.relay) });
+  const b = new FriendEndpoint({ name: "bob", relays: relays.map((r) => r.relay) });
   try {
     const online = Promise.all([
       a.waitFor("alice sees bob online", isOnline(b.realHex), 15_000, signal),
@@ -29,7 +23,7 @@ async function friends(relays: Bootstrapd[], signal: AbortSignal) {
     b.handle.addFriend(a.real.publicKey);
     a.handle.addFriend(b.real.publicKey, {
       dhtPublicKey: b.dht.publicKey,
-      relays: relays.map(relayOf),
+      relays: relays.map((r) => r.relay),
     });
     await online;
     return { a, b, close: () => Promise.all([a.close(), b.close()]) };

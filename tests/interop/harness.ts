@@ -9,6 +9,7 @@
  * Needs --allow-run --allow-read --allow-write --allow-net --allow-env (as `deno task test`).
  */
 import { newKeyPair, toHex } from "../../daemon/crypto.ts";
+import type { RelayAddress } from "../../daemon/relay_address.ts";
 
 export const LOCALHOST = "127.0.0.1";
 
@@ -541,6 +542,8 @@ export interface Bootstrapd {
   readonly udpPort: number;
   readonly publicKey: Uint8Array;
   readonly publicKeyHex: string;
+  /** host:port:key as a RelayAddress (lower-case key), what clients are given. */
+  readonly relay: RelayAddress;
   /** Pid of the current process (changes on restart). */
   readonly pid: number;
   /** stdout+stderr of all runs so far (bounded). */
@@ -585,6 +588,9 @@ class BootstrapdImpl implements Bootstrapd, Stoppable {
 
   get port(): number {
     return this.#tcpPorts[0];
+  }
+  get relay(): RelayAddress {
+    return { host: this.host, port: this.port, publicKey: this.publicKeyHex.toLowerCase() };
   }
   get tcpPorts(): readonly number[] {
     return this.#tcpPorts;

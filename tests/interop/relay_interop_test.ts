@@ -16,8 +16,6 @@ import {
   startTinyproxy,
 } from "./harness.ts";
 
-const relayOf = (b: Bootstrapd) => ({ host: b.host, port: b.port, publicKey: b.publicKeyHex });
-
 /** An endless 1 KB flow from a to b, already delivering; abort `stop` to end it. */
 async function bulkFlow(p: Awaited<ReturnType<typeof routedPair>>, timeoutMs: number) {
   const stop = new AbortController();
@@ -34,8 +32,8 @@ async function bulkFlow(p: Awaited<ReturnType<typeof routedPair>>, timeoutMs: nu
 
 /** Two endpoints on one relay, routed to each other and both online. */
 async function routedPair(relay: Bootstrapd) {
-  const a = new RelayEndpoint({ relay: relayOf(relay) });
-  const b = new RelayEndpoint({ relay: relayOf(relay) });
+  const a = new RelayEndpoint({ relay: relay.relay });
+  const b = new RelayEndpoint({ relay: relay.relay });
   const la = new EventLog();
   const lb = new EventLog();
   a.subscribe(la.push);
@@ -75,8 +73,8 @@ interopTest(
 
 interopTest("relay: OOB both ways, and PING/PONG with the relay", ["tox-bootstrapd"], async () => {
   await using relay = await startBootstrapd();
-  const a = new RelayEndpoint({ relay: relayOf(relay) });
-  const b = new RelayEndpoint({ relay: relayOf(relay) });
+  const a = new RelayEndpoint({ relay: relay.relay });
+  const b = new RelayEndpoint({ relay: relay.relay });
   const la = new EventLog();
   const lb = new EventLog();
   a.subscribe(la.push);
@@ -109,7 +107,7 @@ interopTest("relay: a wrong relay public key fails the handshake with a clear er
   });
   assert.equal(r.ok, false);
   assert.match(r.error!, /^handshake_failed: .*wrong relay public key/);
-  const good = await probeRelay(relayOf(relay), { timeoutMs: 5_000 });
+  const good = await probeRelay(relay.relay, { timeoutMs: 5_000 });
   assert.equal(good.ok, true, good.error ?? "");
   assert.ok(good.rtt_ms !== null && good.handshake_ms !== null);
 });
@@ -182,12 +180,12 @@ interopTest(
     await using socks = await startMicrosocks();
     await using http = await startTinyproxy();
     for (const proxy of [socks.url, http.url]) {
-      const r = await probeRelay(relayOf(relay), { proxy: parseProxyUrl(proxy), timeoutMs: 5_000 });
+      const r = await probeRelay(relay.relay, { proxy: parseProxyUrl(proxy), timeoutMs: 5_000 });
       assert.equal(r.ok, true, `${proxy}: ${r.error}`);
     }
     // Routing and data work through the proxy too.
-    const a = new RelayEndpoint({ relay: relayOf(relay), proxy: parseProxyUrl(socks.url) });
-    const b = new RelayEndpoint({ relay: relayOf(relay), proxy: parseProxyUrl(http.url) });
+    const a = new RelayEndpoint({ relay: relay.relay, proxy: parseProxyUrl(socks.url) });
+    const b = new RelayEndpoint({ relay: relay.relay, proxy: parseProxyUrl(http.url) });
     const la = new EventLog();
     const lb = new EventLog();
     a.subscribe(la.push);
@@ -221,7 +219,7 @@ interopTest("relay through a proxy that is down: fails, and never connects direc
   const url = socks.url;
   await socks.stop();
   const log = new EventLog();
-  const a = new RelayEndpoint({ relay: relayOf(relay), proxy: parseProxyUrl(url) });
+  const a = new RelayEndpoint({ relay: relay.relay, proxy: parseProxyUrl(url) });
   a.subscribe(log.push);
   try {
     const c = await log.waitFor("closed", 5_000);

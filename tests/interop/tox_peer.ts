@@ -806,6 +806,31 @@ export async function startToxPeer(opts: ToxPeerOptions): Promise<ToxPeer> {
 // ---------------------------------------------------------------------------------------------
 // Two C peers: online time and custom lossless throughput
 
+/**
+ * Polls a C peer's stream counter for one friend (one `stats` at a time), so a sender's
+ * done() can read how much has arrived without awaiting.
+ */
+export function watchReceived(c: ToxPeer, friend: number, everyMs = 20): {
+  received: number;
+  stop(): Promise<void>;
+} {
+  let running = true;
+  const w = {
+    received: 0,
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+  const loop = (async () => {
+    while (running) {
+      w.received = (await c.stats(friend)).received;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return w;
+}
+
 export interface CToCOptions {
   /** A running tox-bootstrapd to use (both peers get it as TCP relay and bootstrap node). */
   bootstrapd?: Bootstrapd;
@@ -860,10 +885,6 @@ export interface CToCResult {
   packetsPerSecond: number;
 }
 
-function relayOfBootstrapd(b: Bootstrapd): RelaySpec {
-  return { host: b.host, port: b.port, publicKey: b.publicKeyHex.toLowerCase() };
-}
-
 /**
  * Start two C peers on one relay, make them friends (no request), wait until both see the other
  * online, burst `warmup + count` custom lossless packets from A to B and measure their delivery.
@@ -882,7 +903,7 @@ export async function measureCToC(opts: CToCOptions): Promise<CToCResult> {
     let relay = opts.relay;
     if (relay === undefined) {
       if (opts.bootstrapd === undefined) own = await startBootstrapd();
-      relay = relayOfBootstrapd(opts.bootstrapd ?? own!);
+      relay = (opts.bootstrapd ?? own!).relay;
     }
     const relays = [relay];
     const started = await Promise.allSettled([

@@ -9,7 +9,6 @@ import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
 import {
   measureCToC,
   parseToxPeerLine,
-  type RelaySpec,
   startToxPeer,
   type ToxPeer,
   type ToxPeerEvent,
@@ -18,12 +17,6 @@ import {
 const BINS = ["tox-bootstrapd", "gcc"];
 const ONLINE_TIMEOUT_MS = 30_000;
 
-const relayOf = (b: Bootstrapd): RelaySpec => ({
-  host: b.host,
-  port: b.port,
-  publicKey: b.publicKeyHex.toLowerCase(),
-});
-
 /** Two peers on `bs`, friends without request, both online. */
 async function onlinePair(bs: Bootstrapd): Promise<{
   a: ToxPeer;
@@ -31,7 +24,7 @@ async function onlinePair(bs: Bootstrapd): Promise<{
   onlineMs: number;
   stop: () => Promise<void>;
 }> {
-  const relays = [relayOf(bs)];
+  const relays = [bs.relay];
   const started = await Promise.allSettled([
     startToxPeer({ relays, name: "alice" }),
     startToxPeer({ relays, name: "bob" }),
