@@ -380,6 +380,7 @@ export class Messenger {
           break;
         }
         case "peer_online":
+        case "peer_registered":
           this.#fc.pathUp(e.peer, now);
           rest.push(e);
           break;

@@ -126,6 +126,11 @@ export type TcpConnectionsEvent =
     readonly retryInMs?: number;
   }
   | { readonly type: "peer_online"; readonly peer: string; readonly relay: string }
+  /**
+   * A relay took our routing request for a peer that is online nowhere (status REGISTERED):
+   * OOB to it can go that way now, so a handshake waiting for a path need not wait longer.
+   */
+  | { readonly type: "peer_registered"; readonly peer: string; readonly relay: string }
   | { readonly type: "peer_offline"; readonly peer: string }
   | {
     readonly type: "sender_changed";
@@ -953,6 +958,9 @@ export class TcpConnections {
     if (status === "online" && before !== "online") {
       if (peer.sender === null) this.#chooseSender(peer, now);
       if (peer.blocked) this.#unblock(peer);
+    }
+    if (status === "registered" && before === "none" && !peer.online) {
+      this.#events.push({ type: "peer_registered", peer: peer.hex, relay: slot.relay });
     }
   }
 

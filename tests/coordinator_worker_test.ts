@@ -18,7 +18,7 @@ Deno.test("coordinator worker: bad commands get command_failed and the worker li
   const events: CoordinatorEvent[] = [];
   let wake: () => void = () => {};
   worker.onmessage = (e: MessageEvent<FromCoordinator>) => {
-    events.push(...e.data.events);
+    if (e.data.t === "events") events.push(...e.data.events);
     wake();
   };
   const until = async (pred: () => boolean, what: string) => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { SimNet, type SimNode } from "./support/sim_network.ts";
 import type { MessengerEvent } from "../daemon/messenger.ts";
+import { toHex } from "../daemon/crypto.ts";
 
 function ofType<T extends MessengerEvent["type"]>(
   n: SimNode,
@@ -127,4 +128,50 @@ Deno.test("32 s without ALIVE kills the session (only ALIVE refreshes the timer)
   net.setDropData(r, (from) => from === "bob");
   assert.ok(net.run(() => ofType(a, "friend_offline").length > 0, 40_000));
   assert.equal(ofType(a, "friend_offline")[0].cause, "alive_timeout");
+});
+
+Deno.test("a cookie request lost before the friend reached the relay is sent again within 250 ms", () => {
+  const net = new SimNet();
+  const r = net.addRelay();
+  const bobKeys = net.keys();
+  const a = net.addNode("alice", [r]);
+  net.act(a, (m, now) => m.addFriend(bobKeys.real.publicKey, now));
+  net.act(a, (m, now) => m.hint(toHex(bobKeys.real.publicKey), bobKeys.dht.publicKey, [r], now));
+  // Alice's first cookie request goes by OOB to a key the relay does not know yet: dropped.
+  net.advance(100);
+  assert.equal(a.messenger.friends()[0].progress, "acquiring_cookie");
+  const b = net.addNode("bob", [r], {}, bobKeys);
+  net.act(b, (m, now) => m.addFriend(a.real.publicKey, now));
+  const joined = net.now;
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  // c-toxcore's 1 s resend cadence alone would make this more than a second.
+  assert.ok(net.now - joined < 500, `online ${net.now - joined} ms after bob joined`);
+});
+
+Deno.test("a handshake under a new DHT key (the friend restarted) replaces the session at once", () => {
+  const net = new SimNet();
+  const { r, a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  const oldDht = toHex(b.dht.publicKey);
+  // Bob restarts: same long-term key, a new DHT key; he dials alice (he has her hint). The
+  // relay has not noticed his old connection die, so alice's session still looks alive.
+  net.removeNode("bob", false);
+  const fresh = net.keys();
+  const b2 = net.addNode("bob2", [r], {}, { real: b.real, dht: fresh.dht });
+  net.act(b2, (m, now) => m.addFriend(a.real.publicKey, now));
+  net.act(b2, (m, now) => m.hint(a.hex, a.dht.publicKey, [r], now));
+  const since = net.now;
+  assert.ok(net.run(() => online(b2), 5_000), "bob2 sees alice online");
+  const keys = ofType(a, "friend_dht_key").map((e) => [e.source, e.dhtPublicKey]);
+  assert.deepEqual(keys, [["hint", oldDht], ["handshake", toHex(fresh.dht.publicKey)]]);
+  // Alice went offline and online again without waiting out the 32 s ALIVE timeout.
+  assert.ok(net.run(() => ofType(a, "friend_online").length === 2, 5_000));
+  assert.equal(ofType(a, "friend_offline").length, 1);
+  assert.ok(net.now - since < 3_000, `back online after ${net.now - since} ms`);
+  const view = a.messenger.friends()[0];
+  assert.equal(view.dhtPublicKey, toHex(fresh.dht.publicKey));
+  assert.equal(view.progress, "connected");
+  // Messages flow over the new session.
+  net.act(b2, (m, now) => m.sendMessage(a.hex, "back again", "normal", now));
+  assert.ok(net.run(() => ofType(a, "friend_message").some((e) => e.text === "back again"), 2_000));
 });

@@ -432,6 +432,8 @@ Deno.test("the first ONLINE relay becomes the sender and the sender is sticky", 
   routeAndOnline(tc, R[1], p, 20, T0 + 20);
   let { events } = drain(tc);
   assert.deepEqual(events, [
+    // The routing response: OOB to the peer can go through R[1] from now on.
+    { type: "peer_registered", peer: toHex(p), relay: R[1].hex },
     { type: "peer_online", peer: toHex(p), relay: R[1].hex },
     {
       type: "sender_changed",

@@ -1,10 +1,21 @@
 /// <reference lib="deno.worker" />
 /**
- * Coordinator Worker entry: TCP_connections over one relay Worker per relay (nested
- * Workers it owns), speaking the typed protocol of messages.ts with its owner.
+ * Coordinator Worker entry: TCP_connections over one relay Worker per relay, speaking the
+ * typed protocol of messages.ts with its owner.
+ *
+ * Relay Workers are spawned by the owner (`relay_spawn`) and driven from here over a
+ * MessagePort, not nested: Deno 2.9 takes about a second to start a Worker spawned inside a
+ * Worker, and that second was most of our time to a friend coming online.
  */
-import { CoordinatorRuntime } from "./coordinator_runtime.ts";
-import type { CoordinatorEvent, FromCoordinator, ToCoordinator } from "./messages.ts";
+import { CoordinatorRuntime, type RelaySpawner } from "./coordinator_runtime.ts";
+import { RelayWorkerHandle } from "./relay_handle.ts";
+import { PortChannel } from "./owned_worker.ts";
+import type {
+  CoordinatorEvent,
+  FromCoordinator,
+  ToCoordinator,
+  ToRelayWorker,
+} from "./messages.ts";
 
 let runtime: CoordinatorRuntime | null = null;
 
@@ -12,6 +23,33 @@ function post(events: CoordinatorEvent[]): void {
   const msg: FromCoordinator = { t: "events", events };
   self.postMessage(msg, coordinatorTransferables(events));
 }
+
+/** Relay workers the owner spawned for us, by the id of their `relay_spawn`. */
+const spawned = new Map<
+  number,
+  { channel: PortChannel<ToRelayWorker>; crashed: (message: string) => void }
+>();
+let nextRelayId = 1;
+
+const spawnViaOwner: RelaySpawner = (opts, onEvents) =>
+  // The coordinator reconnects (with back-off) itself; the worker must not do it on its own.
+  new RelayWorkerHandle(
+    { ...opts, reconnectOnStall: false },
+    onEvents,
+    (name, onMessage, onCrash) => {
+      const id = nextRelayId++;
+      const { port1, port2 } = new MessageChannel();
+      const channel = new PortChannel<ToRelayWorker>(port1, onMessage, () => {
+        spawned.delete(id);
+        const release: FromCoordinator = { t: "relay_release", id };
+        self.postMessage(release);
+      });
+      spawned.set(id, { channel, crashed: onCrash });
+      const spawn: FromCoordinator = { t: "relay_spawn", id, name, port: port2 };
+      self.postMessage(spawn, [port2]);
+      return channel;
+    },
+  );
 
 function failed(command: string, message: string): void {
   post([{ type: "command_failed", command, message }]);
@@ -26,7 +64,13 @@ self.onmessage = (e: MessageEvent<ToCoordinator>) => {
     }
     if (msg.t === "init") {
       if (runtime !== null) return failed("init", "already initialised");
-      runtime = new CoordinatorRuntime(msg, post);
+      runtime = new CoordinatorRuntime(msg, post, { spawn: spawnViaOwner });
+      return;
+    }
+    if (msg.t === "relay_crashed") {
+      const r = spawned.get(msg.id);
+      r?.channel.died();
+      r?.crashed(msg.message);
       return;
     }
     if (runtime === null) return failed(msg.t, `"${msg.t}" before "init"`);

@@ -2,17 +2,23 @@
  * The owner's side of the coordinator Worker: typed commands down, batched events up, a
  * status request that resolves with the reply, and a close that waits for every relay
  * worker to be gone before the Worker is terminated.
+ *
+ * It also spawns the relay Workers the coordinator asks for (`relay_spawn`) and hands each
+ * the port the coordinator drives it by; it terminates them when released, and any left
+ * over once the coordinator is gone.
  */
 import type { RelayAddress } from "../daemon/relay_address.ts";
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import type { MessageKind, Profile } from "../daemon/messenger.ts";
 import { OwnedWorker } from "./owned_worker.ts";
+import { RELAY_WORKER_URL } from "./relay_handle.ts";
 import type {
   CoordinatorEvent,
   CoordinatorStatus,
   FromCoordinator,
   PeerPacket,
   ToCoordinator,
+  ToRelayWorker,
 } from "./messages.ts";
 
 const WORKER_URL = new URL("./coordinator.ts", import.meta.url);
@@ -21,6 +27,7 @@ export class CoordinatorHandle {
   readonly #worker: OwnedWorker<ToCoordinator>;
   #nextId = 1;
   readonly #pending = new Map<number, (s: CoordinatorStatus) => void>();
+  readonly #relayWorkers = new Map<number, OwnedWorker<ToRelayWorker>>();
 
   constructor(
     init: Omit<Extract<ToCoordinator, { t: "init" }>, "t">,
@@ -30,8 +37,11 @@ export class CoordinatorHandle {
       WORKER_URL,
       "coordinator",
       (data) => {
+        const msg = data as FromCoordinator;
+        if (msg.t === "relay_spawn") return this.#spawnRelay(msg.id, msg.name, msg.port);
+        if (msg.t === "relay_release") return this.#releaseRelay(msg.id);
         const rest: CoordinatorEvent[] = [];
-        for (const ev of (data as FromCoordinator).events) {
+        for (const ev of msg.events) {
           if (ev.type === "shutdown") this.#worker.shutdownSeen();
           const reply = ev.type === "status" ? this.#pending.get(ev.id) : undefined;
           if (ev.type === "status" && reply) {
@@ -53,6 +63,25 @@ export class CoordinatorHandle {
 
   #post(msg: ToCoordinator): void {
     this.#worker.post(msg);
+  }
+
+  #spawnRelay(id: number, name: string, port: MessagePort): void {
+    const worker = new OwnedWorker<ToRelayWorker>(
+      RELAY_WORKER_URL,
+      name,
+      () => {}, // it speaks over the port; nothing comes this way
+      (message) => {
+        this.#releaseRelay(id);
+        this.#post({ t: "relay_crashed", id, message });
+      },
+    );
+    this.#relayWorkers.set(id, worker);
+    worker.post({ t: "attach", port }, [port]);
+  }
+
+  #releaseRelay(id: number): void {
+    this.#relayWorkers.get(id)?.terminate();
+    this.#relayWorkers.delete(id);
   }
 
   addRelay(relay: RelayAddress, proxy?: ProxyConfig): void {
@@ -131,7 +160,9 @@ export class CoordinatorHandle {
   }
 
   /** Close every relay and the coordinator; terminate it if it takes longer than `graceMs`. */
-  close(graceMs = 5_000): Promise<void> {
-    return this.#worker.close({ t: "close" }, graceMs);
+  async close(graceMs = 5_000): Promise<void> {
+    await this.#worker.close({ t: "close" }, graceMs);
+    // A coordinator that crashed or ran out of grace did not release its relays.
+    for (const id of [...this.#relayWorkers.keys()]) this.#releaseRelay(id);
   }
 }

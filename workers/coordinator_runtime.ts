@@ -184,7 +184,8 @@ export class CoordinatorRuntime {
         this.#fail("init", "already initialised");
         break;
       case "close":
-        // The Worker entry handles close (it must answer after the relays are gone).
+      case "relay_crashed":
+        // The Worker entry handles these (close must answer after the relays are gone).
         break;
       default:
         this.#fail(String((msg as { t: unknown }).t), "unknown command");

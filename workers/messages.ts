@@ -52,7 +52,15 @@ export type ToRelayWorker =
   | { readonly t: "unroute"; readonly publicKey: Uint8Array }
   | { readonly t: "send"; readonly items: readonly RelaySendItem[] }
   | { readonly t: "stats" }
-  | { readonly t: "close" };
+  | { readonly t: "close" }
+  /**
+   * From the Worker's creator only: every later command arrives on `port` and every event
+   * leaves by it. Used when the thread that spawns relay workers (main) is not the one that
+   * drives them (the coordinator): a Worker spawned from inside a Worker takes about a second
+   * to start in Deno 2.9 (twice ~500 ms: to run, then to see its first message), one spawned
+   * by main about 40 ms.
+   */
+  | { readonly t: "attach"; readonly port: MessagePort };
 
 /** Events the worker adds to the relay client's own. */
 export type RelayWorkerEvent =
@@ -133,6 +141,8 @@ export type ToCoordinator =
     readonly friendConfig?: Partial<FriendConnectionConfig>;
   }
   | { readonly t: "relay_add"; readonly relay: RelayAddress; readonly proxy?: ProxyConfig }
+  /** A relay Worker spawned for a `relay_spawn` died; its events end with `crashed`. */
+  | { readonly t: "relay_crashed"; readonly id: number; readonly message: string }
   | { readonly t: "relay_remove"; readonly publicKey: string }
   | { readonly t: "peer_add"; readonly publicKey: Uint8Array; readonly relays?: RelayAddress[] }
   | { readonly t: "peer_remove"; readonly publicKey: Uint8Array }
@@ -243,7 +253,12 @@ export type CoordinatorEvent =
   | { readonly type: "shutdown" };
 
 /** Coordinator worker → owner. */
-export type FromCoordinator = {
-  readonly t: "events";
-  readonly events: readonly CoordinatorEvent[];
-};
+export type FromCoordinator =
+  | { readonly t: "events"; readonly events: readonly CoordinatorEvent[] }
+  /**
+   * Start a relay Worker and hand it `port` (an `attach` command): the coordinator drives it
+   * over the other end. `id` names it in `relay_release` and `relay_crashed`.
+   */
+  | { readonly t: "relay_spawn"; readonly id: number; readonly name: string; port: MessagePort }
+  /** The coordinator is done with relay worker `id` (it has shut down, or would not). */
+  | { readonly t: "relay_release"; readonly id: number };

@@ -3,10 +3,39 @@
  * the Worker to finish (its "shutdown" event) before terminating it after a grace period, so
  * its sockets are closed by the code that opened them.
  */
-export class OwnedWorker<In> {
+
+/** How an owner talks to a Worker: directly (OwnedWorker) or over a port (PortChannel). */
+export interface WorkerChannel<In> {
+  post(msg: In, transfer?: Transferable[]): void;
+  /** The Worker said it is done; call from onMessage when its shutdown event arrives. */
+  shutdownSeen(): void;
+  /** Send `closeMsg`; finish once the Worker has shut down or `graceMs` has passed. */
+  close(closeMsg: In, graceMs: number): Promise<void>;
+}
+
+/** Resolves when `shutdownSeen` is called or after `graceMs`, whichever is first. */
+class ShutdownWait {
+  #seen = false;
+  #resolve: (() => void) | null = null;
+
+  seen(): void {
+    this.#seen = true;
+    this.#resolve?.();
+  }
+
+  async wait(graceMs: number): Promise<void> {
+    if (this.#seen) return;
+    const done = new Promise<void>((resolve) => (this.#resolve = resolve));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+  }
+}
+
+export class OwnedWorker<In> implements WorkerChannel<In> {
   readonly #worker: Worker;
   #closed = false;
-  #shutdown: (() => void) | null = null;
+  readonly #shutdown = new ShutdownWait();
 
   constructor(
     url: URL,
@@ -22,24 +51,69 @@ export class OwnedWorker<In> {
     };
   }
 
-  post(msg: In, transfer: ArrayBuffer[] = []): void {
+  post(msg: In, transfer: Transferable[] = []): void {
     if (!this.#closed) this.#worker.postMessage(msg, transfer);
   }
 
-  /** The Worker said it is done; call from onMessage when its shutdown event arrives. */
   shutdownSeen(): void {
-    this.#shutdown?.();
+    this.#shutdown.seen();
   }
 
-  /** Send `closeMsg`; terminate once the Worker has shut down or `graceMs` has passed. */
   async close(closeMsg: In, graceMs: number): Promise<void> {
     if (this.#closed) return;
-    const done = new Promise<void>((resolve) => (this.#shutdown = resolve));
+    const done = this.#shutdown.wait(graceMs);
     this.post(closeMsg);
     this.#closed = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-    clearTimeout(timer);
+    await done;
     this.#worker.terminate();
+  }
+
+  /** Stop the Worker now, without asking. */
+  terminate(): void {
+    this.#closed = true;
+    this.#worker.terminate();
+  }
+}
+
+/**
+ * A Worker someone else spawned and handed us one end of a MessageChannel to: commands go
+ * down the port, events come up it. Close waits for the Worker's shutdown, then closes the
+ * port and calls `release`, which asks the spawner to terminate the Worker.
+ */
+export class PortChannel<In> implements WorkerChannel<In> {
+  readonly #port: MessagePort;
+  readonly #release: () => void;
+  #closed = false;
+  #dead = false;
+  readonly #shutdown = new ShutdownWait();
+
+  constructor(port: MessagePort, onMessage: (data: unknown) => void, release: () => void) {
+    this.#port = port;
+    this.#release = release;
+    port.onmessage = (e: MessageEvent) => onMessage(e.data);
+  }
+
+  post(msg: In, transfer: Transferable[] = []): void {
+    if (!this.#closed && !this.#dead) this.#port.postMessage(msg, transfer);
+  }
+
+  shutdownSeen(): void {
+    this.#shutdown.seen();
+  }
+
+  async close(closeMsg: In, graceMs: number): Promise<void> {
+    if (this.#closed) return;
+    const done = this.#shutdown.wait(graceMs);
+    this.post(closeMsg);
+    this.#closed = true;
+    await done;
+    this.#port.close();
+    this.#release();
+  }
+
+  /** The Worker died under us: no shutdown will come; close will not wait for one. */
+  died(): void {
+    this.#dead = true;
+    this.#shutdown.seen();
   }
 }

@@ -12,28 +12,40 @@ import {
 } from "./messages.ts";
 
 let connection: RelayConnection | null = null;
+/** Set by `attach`: the owner's port, when the thread driving us is not the one that spawned us. */
+let port: MessagePort | null = null;
 
 function post(events: RelayWorkerEvent[]): void {
   const msg: FromRelayWorker = { t: "events", events };
-  self.postMessage(msg, transferablesOf(events));
+  if (port !== null) port.postMessage(msg, transferablesOf(events));
+  else self.postMessage(msg, transferablesOf(events));
 }
 
 function badCommand(message: string): void {
   post([{ type: "bad_command", message }]);
 }
 
-// Set before anything else can run, so no early message is lost.
-self.onmessage = (e: MessageEvent<ToRelayWorker>) => {
+function onCommand(e: MessageEvent<ToRelayWorker>): void {
   try {
     handle(e.data);
   } catch (err) {
     badCommand(`command ${JSON.stringify((e.data as { t?: unknown })?.t)} failed: ${err}`);
   }
-};
+}
+
+// Set before anything else can run, so no early message is lost.
+self.onmessage = onCommand;
 
 function handle(msg: ToRelayWorker): void {
   if (msg === null || typeof msg !== "object" || typeof msg.t !== "string") {
     return badCommand("message is not a command object");
+  }
+  if (msg.t === "attach") {
+    if (port !== null || connection !== null) return badCommand("attach must come first, once");
+    if (!(msg.port instanceof MessagePort)) return badCommand("attach needs a MessagePort");
+    port = msg.port;
+    port.onmessage = onCommand;
+    return;
   }
   if (msg.t === "connect") {
     if (connection !== null) return badCommand("already connected; one relay per worker");

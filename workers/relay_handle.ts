@@ -4,7 +4,7 @@
  */
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
-import { OwnedWorker } from "./owned_worker.ts";
+import { OwnedWorker, type WorkerChannel } from "./owned_worker.ts";
 import {
   type FromRelayWorker,
   type RelayAddress,
@@ -22,14 +22,27 @@ export interface RelayConnectOptions {
   readonly reconnectOnStall?: boolean;
 }
 
-const WORKER_URL = new URL("./relay_client.ts", import.meta.url);
+export const RELAY_WORKER_URL = new URL("./relay_client.ts", import.meta.url);
+
+/** Opens the channel to a relay Worker; by default the Worker is spawned here. */
+export type RelayChannelFactory = (
+  name: string,
+  onMessage: (data: unknown) => void,
+  onCrash: (message: string) => void,
+) => WorkerChannel<ToRelayWorker>;
+
+const spawnHere: RelayChannelFactory = (name, onMessage, onCrash) =>
+  new OwnedWorker<ToRelayWorker>(RELAY_WORKER_URL, name, onMessage, onCrash);
 
 export class RelayWorkerHandle {
-  readonly #worker: OwnedWorker<ToRelayWorker>;
+  readonly #worker: WorkerChannel<ToRelayWorker>;
 
-  constructor(opts: RelayConnectOptions, onEvents: (events: readonly RelayWorkerEvent[]) => void) {
-    this.#worker = new OwnedWorker<ToRelayWorker>(
-      WORKER_URL,
+  constructor(
+    opts: RelayConnectOptions,
+    onEvents: (events: readonly RelayWorkerEvent[]) => void,
+    channel: RelayChannelFactory = spawnHere,
+  ) {
+    this.#worker = channel(
       `relay ${opts.relay.host}`,
       (data) => {
         const events = (data as FromRelayWorker).events;

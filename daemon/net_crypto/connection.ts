@@ -4,7 +4,8 @@
  * Initiator: COOKIE_REQUESTING → (cookie response) → HANDSHAKE_SENT → (peer handshake) →
  * NOT_CONFIRMED → (first data packet) → ESTABLISHED. Responder (accepted handshake):
  * NOT_CONFIRMED at once. The "temp packet" (cookie request, then our handshake) is resent
- * every second; after 8 sends without reaching ESTABLISHED the session is killed.
+ * every second (after three quick extra sends, see tempEarlyResends); after 8 counted sends
+ * without reaching ESTABLISHED the session is killed.
  *
  * Lossless packets keep their number until the peer's buffer_start passes it; the peer's
  * request packets name the holes, which we resend (new nonce, same number). Our own request
@@ -110,6 +111,15 @@ export interface CryptoConnectionConfig {
   readonly sendPacketIntervalMs: number;
   /** MAX_NUM_SENDPACKET_TRIES. */
   readonly maxTempSends: number;
+  /**
+   * Extra sends of each new temp packet, this far apart, before the 1 s cadence; they do
+   * not count as tries. Before the peer's route is up a temp packet goes by OOB, which a
+   * relay drops without a word if the peer has not reached it yet (both ends usually join
+   * the relay within the same fraction of a second): c-toxcore's 1 s cadence then costs a
+   * whole second per loss, the bulk of a hinted friend's time to online.
+   */
+  readonly tempEarlyResendMs: number;
+  readonly tempEarlyResends: number;
   /** Retry of a temp packet or flush that found no path to the peer. */
   readonly unreachableRetryMs: number;
   /** Lossless packets we hold unacknowledged at most (≤ 32768). */
@@ -127,6 +137,8 @@ export interface CryptoConnectionConfig {
 export const DEFAULT_CRYPTO_CONNECTION_CONFIG: CryptoConnectionConfig = {
   sendPacketIntervalMs: 1000,
   maxTempSends: 8,
+  tempEarlyResendMs: 250,
+  tempEarlyResends: 3,
   unreachableRetryMs: 100,
   sendArrayPackets: 8192,
   recvArrayBytes: 8 << 20,
@@ -185,6 +197,7 @@ export class CryptoConnection {
   // Temp packet: cookie request, then our handshake.
   #temp: Uint8Array | null = null;
   #tempSends = 0;
+  #tempEarlyLeft = 0;
   #tempDueAt = 0;
   // Lossless bookkeeping.
   readonly #send: SendArray;
@@ -454,6 +467,7 @@ export class CryptoConnection {
   #setTemp(packet: Uint8Array, now: number): void {
     this.#temp = packet;
     this.#tempSends = 0;
+    this.#tempEarlyLeft = this.config.tempEarlyResends;
     this.#sendTemp(now);
   }
 
@@ -462,8 +476,10 @@ export class CryptoConnection {
     // sent again later.
     const r = this.#host.transmit(this.#dhtPublicKey, this.#temp!.slice(), true);
     if (r === "sent") {
-      this.#tempSends++;
-      this.#tempDueAt = now + this.config.sendPacketIntervalMs;
+      if (this.#tempSends > 0 && this.#tempEarlyLeft > 0) this.#tempEarlyLeft--;
+      else this.#tempSends++;
+      this.#tempDueAt = now +
+        (this.#tempEarlyLeft > 0 ? this.config.tempEarlyResendMs : this.config.sendPacketIntervalMs);
     } else {
       // No path yet (c-toxcore retries every pass): try again soon, without counting.
       this.#tempDueAt = now + this.config.unreachableRetryMs;

@@ -69,14 +69,20 @@ export class SimNet {
     return address;
   }
 
+  /** Fresh keys from the net's seed, for a node added later (or restarted: same real key). */
+  keys(): { real: KeyPair; dht: KeyPair } {
+    const random = seededRandom(this.#seed++ * 1000 + 1);
+    return { real: newKeyPair(random), dht: newKeyPair(random) };
+  }
+
   addNode(
     name: string,
     relays: readonly RelayAddress[],
     config: Partial<FriendConnectionConfig> = {},
+    keys: { real: KeyPair; dht: KeyPair } = this.keys(),
   ): SimNode {
     const random = seededRandom(this.#seed++ * 1000);
-    const real = newKeyPair(random);
-    const dht = newKeyPair(random);
+    const { real, dht } = keys;
     const tcp = new TcpConnections({ now: this.now, random });
     for (const r of relays) tcp.addRelay(r, this.now);
     const messenger = new Messenger({
@@ -108,6 +114,31 @@ export class SimNet {
     }
     relay.clients.clear();
     relay.routes.clear();
+  }
+
+  /**
+   * The node vanishes (a crash, a restart). With `notify` its relays see the socket close
+   * and send a disconnect notification to every client routed to it; without, they have not
+   * noticed yet (a machine that went away without a FIN).
+   */
+  removeNode(name: string, notify = true): void {
+    const node = this.nodes.get(name)!;
+    const dhtHex = toHex(node.dht.publicKey);
+    for (const relay of this.relays.values()) {
+      if (!relay.clients.has(name)) continue;
+      this.#leave(relay, name);
+      if (!notify) continue;
+      for (const other of relay.clients) {
+        const id = relay.routes.get(other)?.get(dhtHex);
+        if (id === undefined) continue;
+        this.#to(other, relay.address.publicKey, {
+          type: "offline",
+          publicKey: node.dht.publicKey,
+          connectionId: id,
+        });
+      }
+    }
+    this.nodes.delete(name);
   }
 
   setDropData(address: RelayAddress, f: (from: string, to: string, d: Uint8Array) => boolean) {
@@ -169,7 +200,8 @@ export class SimNet {
 
   #to(nodeName: string, relayHex: string, e: RelayWorkerEvent): void {
     this.#schedule(this.latencyMs, () => {
-      const node = this.nodes.get(nodeName)!;
+      const node = this.nodes.get(nodeName);
+      if (node === undefined) return; // removed while this was in flight
       node.tcp.relayEvents(relayHex, [e], this.now);
       this.#drive(node);
     });
