@@ -143,3 +143,40 @@ Deno.test("coordinator runtime: routes reach the relay port; a crashed relay Wor
     await rt.close();
   }
 });
+
+Deno.test("relay worker: after attach every command and event goes over the port", async () => {
+  const worker = new Worker(new URL("../workers/relay_client.ts", import.meta.url), {
+    type: "module",
+  });
+  const direct: unknown[] = [];
+  worker.onmessage = (e) => direct.push(e.data);
+  const { port1, port2 } = new MessageChannel();
+  const seen: RelayWorkerEvent[] = [];
+  let wake = () => {};
+  port1.onmessage = (e) => {
+    seen.push(...e.data.events);
+    wake();
+  };
+  try {
+    worker.postMessage({ t: "attach", port: port2 }, [port2]);
+    port1.postMessage({ t: "stats" }); // before connect
+    const again = new MessageChannel();
+    port1.postMessage({ t: "attach", port: again.port2 }, [again.port2]);
+    const end = Date.now() + 5_000;
+    while (seen.length < 2 && Date.now() < end) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((r) => {
+        wake = r;
+        timer = setTimeout(r, 100);
+      });
+      clearTimeout(timer);
+    }
+    again.port1.close();
+    const messages = seen.map((e) => e.type === "bad_command" ? e.message : e.type);
+    assert.deepEqual(messages, ['"stats" before "connect"', "attach must come first, once"]);
+    assert.deepEqual(direct, [], "nothing comes back the direct way once attached");
+  } finally {
+    port1.close();
+    worker.terminate();
+  }
+});

@@ -479,7 +479,9 @@ export class CryptoConnection {
       if (this.#tempSends > 0 && this.#tempEarlyLeft > 0) this.#tempEarlyLeft--;
       else this.#tempSends++;
       this.#tempDueAt = now +
-        (this.#tempEarlyLeft > 0 ? this.config.tempEarlyResendMs : this.config.sendPacketIntervalMs);
+        (this.#tempEarlyLeft > 0
+          ? this.config.tempEarlyResendMs
+          : this.config.sendPacketIntervalMs);
     } else {
       // No path yet (c-toxcore retries every pass): try again soon, without counting.
       this.#tempDueAt = now + this.config.unreachableRetryMs;
