@@ -32,27 +32,18 @@ class ShutdownWait {
   }
 }
 
-export class OwnedWorker<In> implements WorkerChannel<In> {
-  readonly #worker: Worker;
+/** Post until closed; close asks for shutdown, waits for it (or the grace), then finishes. */
+abstract class ClosingChannel<In> implements WorkerChannel<In> {
   #closed = false;
   readonly #shutdown = new ShutdownWait();
 
-  constructor(
-    url: URL,
-    name: string,
-    onMessage: (data: unknown) => void,
-    onCrash: (message: string) => void,
-  ) {
-    this.#worker = new Worker(url, { type: "module", name });
-    this.#worker.onmessage = (e: MessageEvent) => onMessage(e.data);
-    this.#worker.onerror = (e) => {
-      e.preventDefault();
-      onCrash(e.message);
-    };
-  }
+  /** Deliver one message (only called while open). */
+  protected abstract send(msg: In, transfer: Transferable[]): void;
+  /** Let the Worker go, after its shutdown or the grace period. */
+  protected abstract finish(): void;
 
   post(msg: In, transfer: Transferable[] = []): void {
-    if (!this.#closed) this.#worker.postMessage(msg, transfer);
+    if (!this.#closed) this.send(msg, transfer);
   }
 
   shutdownSeen(): void {
@@ -65,12 +56,44 @@ export class OwnedWorker<In> implements WorkerChannel<In> {
     this.post(closeMsg);
     this.#closed = true;
     await done;
+    this.finish();
+  }
+
+  /** Nothing more will be posted (the Worker is gone or going). */
+  protected stopPosting(): void {
+    this.#closed = true;
+  }
+}
+
+export class OwnedWorker<In> extends ClosingChannel<In> {
+  readonly #worker: Worker;
+
+  constructor(
+    url: URL,
+    name: string,
+    onMessage: (data: unknown) => void,
+    onCrash: (message: string) => void,
+  ) {
+    super();
+    this.#worker = new Worker(url, { type: "module", name });
+    this.#worker.onmessage = (e: MessageEvent) => onMessage(e.data);
+    this.#worker.onerror = (e) => {
+      e.preventDefault();
+      onCrash(e.message);
+    };
+  }
+
+  protected send(msg: In, transfer: Transferable[]): void {
+    this.#worker.postMessage(msg, transfer);
+  }
+
+  protected finish(): void {
     this.#worker.terminate();
   }
 
   /** Stop the Worker now, without asking. */
   terminate(): void {
-    this.#closed = true;
+    this.stopPosting();
     this.#worker.terminate();
   }
 }
@@ -80,33 +103,23 @@ export class OwnedWorker<In> implements WorkerChannel<In> {
  * down the port, events come up it. Close waits for the Worker's shutdown, then closes the
  * port and calls `release`, which asks the spawner to terminate the Worker.
  */
-export class PortChannel<In> implements WorkerChannel<In> {
+export class PortChannel<In> extends ClosingChannel<In> {
   readonly #port: MessagePort;
   readonly #release: () => void;
-  #closed = false;
   #dead = false;
-  readonly #shutdown = new ShutdownWait();
 
   constructor(port: MessagePort, onMessage: (data: unknown) => void, release: () => void) {
+    super();
     this.#port = port;
     this.#release = release;
     port.onmessage = (e: MessageEvent) => onMessage(e.data);
   }
 
-  post(msg: In, transfer: Transferable[] = []): void {
-    if (!this.#closed && !this.#dead) this.#port.postMessage(msg, transfer);
+  protected send(msg: In, transfer: Transferable[]): void {
+    if (!this.#dead) this.#port.postMessage(msg, transfer);
   }
 
-  shutdownSeen(): void {
-    this.#shutdown.seen();
-  }
-
-  async close(closeMsg: In, graceMs: number): Promise<void> {
-    if (this.#closed) return;
-    const done = this.#shutdown.wait(graceMs);
-    this.post(closeMsg);
-    this.#closed = true;
-    await done;
+  protected finish(): void {
     this.#port.close();
     this.#release();
   }
@@ -114,6 +127,6 @@ export class PortChannel<In> implements WorkerChannel<In> {
   /** The Worker died under us: no shutdown will come; close will not wait for one. */
   died(): void {
     this.#dead = true;
-    this.#shutdown.seen();
+    this.shutdownSeen();
   }
 }
