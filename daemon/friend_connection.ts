@@ -239,6 +239,13 @@ export class FriendConnections {
     return true;
   }
 
+  /** kill_messenger: every session ends with a KILL packet, so friends see us go at once. */
+  shutdown(now: number): void {
+    this.#now = now;
+    for (const hex of this.#friends.keys()) this.#crypto.kill(hex, now, "local", "shutting down");
+    this.#pump();
+  }
+
   /**
    * What a hint (or, later, the onion's DHT-PK announcement) tells us: the friend's DHT key
    * and relays it uses.

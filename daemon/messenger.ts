@@ -222,6 +222,13 @@ export class Messenger {
     return { ok: true };
   }
 
+  /** We are going away: every session is killed (KILL packets), friends are kept. */
+  shutdown(now: number): void {
+    this.#now = now;
+    this.#fc.shutdown(now);
+    this.#pump();
+  }
+
   /** m_delfriend: OFFLINE first if it is online, then the session is killed. */
   removeFriend(friend: string, now: number): MessengerResult {
     this.#now = now;

@@ -175,3 +175,16 @@ Deno.test("a handshake under a new DHT key (the friend restarted) replaces the s
   net.act(b2, (m, now) => m.sendMessage(a.hex, "back again", "normal", now));
   assert.ok(net.run(() => ofType(a, "friend_message").some((e) => e.text === "back again"), 2_000));
 });
+
+Deno.test("shutting down sends KILL: the friend sees us offline at once, not after 32 s", () => {
+  const net = new SimNet();
+  const { a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  net.act(a, (m, now) => m.shutdown(now));
+  const since = net.now;
+  assert.ok(net.run(() => ofType(b, "friend_offline").length > 0, 1_000));
+  assert.ok(net.now - since < 100, `offline after ${net.now - since} ms`);
+  assert.equal(ofType(b, "friend_offline")[0].cause, "peer");
+  // Alice keeps her friend list: shutdown is not removal.
+  assert.equal(a.messenger.friends().length, 1);
+});

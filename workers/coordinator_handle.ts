@@ -23,10 +23,15 @@ import type {
 
 const WORKER_URL = new URL("./coordinator.ts", import.meta.url);
 
+export type CommandOutcome =
+  | { readonly ok: true; readonly result?: unknown }
+  | { readonly ok: false; readonly message: string };
+
 export class CoordinatorHandle {
   readonly #worker: OwnedWorker<ToCoordinator>;
   #nextId = 1;
   readonly #pending = new Map<number, (s: CoordinatorStatus) => void>();
+  readonly #requests = new Map<number, (r: CommandOutcome) => void>();
   readonly #relayWorkers = new Map<number, OwnedWorker<ToRelayWorker>>();
 
   constructor(
@@ -42,27 +47,69 @@ export class CoordinatorHandle {
         if (msg.t === "relay_release") return this.#releaseRelay(msg.id);
         const rest: CoordinatorEvent[] = [];
         for (const ev of msg.events) {
-          if (ev.type === "shutdown") this.#worker.shutdownSeen();
+          if (ev.type === "shutdown") {
+            this.#worker.shutdownSeen();
+            this.#settleAll("the coordinator shut down");
+          }
           const reply = ev.type === "status" ? this.#pending.get(ev.id) : undefined;
+          const done = ev.type === "command_done" || ev.type === "command_failed"
+            ? this.#requests.get(ev.requestId ?? NaN)
+            : undefined;
           if (ev.type === "status" && reply) {
             this.#pending.delete(ev.id);
             reply(ev.status);
-          } else rest.push(ev);
+          } else if (done && ev.type === "command_done") {
+            this.#requests.delete(ev.requestId);
+            done({ ok: true, result: ev.result });
+          } else if (done && ev.type === "command_failed") {
+            this.#requests.delete(ev.requestId!);
+            done({ ok: false, message: ev.message });
+            rest.push(ev);
+          } else if (ev.type !== "command_done") rest.push(ev);
         }
         if (rest.length > 0) onEvents(rest);
       },
-      (message) =>
+      (message) => {
+        this.#settleAll(`coordinator crashed: ${message}`);
         onEvents([{
           type: "command_failed",
           command: "worker",
           message: `coordinator crashed: ${message}`,
-        }]),
+        }]);
+      },
     );
     this.#post({ t: "init", ...init });
   }
 
   #post(msg: ToCoordinator): void {
     this.#worker.post(msg);
+  }
+
+  /**
+   * Run one command and learn how it went: `command_done` (with its result, e.g. a message
+   * id) or `command_failed`. Rejects only if no answer comes within `timeoutMs`.
+   */
+  request(command: ToCoordinator, timeoutMs = 5_000): Promise<CommandOutcome> {
+    const requestId = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#requests.delete(requestId);
+        reject(new Error(`no answer to ${command.t} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#requests.set(requestId, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.#post({ ...command, requestId });
+    });
+  }
+
+  /** Answers that will never come (the coordinator is gone) fail now rather than time out. */
+  #settleAll(message: string): void {
+    for (const [id, settle] of this.#requests) {
+      this.#requests.delete(id);
+      settle({ ok: false, message });
+    }
   }
 
   #spawnRelay(id: number, name: string, port: MessagePort): void {

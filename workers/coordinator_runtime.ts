@@ -45,7 +45,7 @@ export interface RelayPort {
   unroute(publicKey: Uint8Array): void;
   send(items: Parameters<RelayWorkerHandle["send"]>[0]): void;
   requestStats(): void;
-  close(): Promise<void>;
+  close(graceMs?: number, lingerMs?: number): Promise<void>;
 }
 
 export type RelaySpawner = (
@@ -61,6 +61,9 @@ export type RelaySpawner = (
 export const workerSpawner: RelaySpawner = (opts, onEvents) =>
   // The coordinator reconnects (with back-off) itself; the worker must not do it on its own.
   new RelayWorkerHandle({ ...opts, reconnectOnStall: false }, onEvents);
+
+/** How long a closing relay may keep writing what is queued (the friends' KILL packets). */
+const SHUTDOWN_LINGER_MS = 500;
 
 export interface CoordinatorRuntimeOptions {
   readonly clock?: () => number;
@@ -82,6 +85,10 @@ export class CoordinatorRuntime {
   #outbox: CoordinatorEvent[] = [];
   #flushQueued = false;
   #closed = false;
+  /** The command being run: its requestId, whether it failed, and its result. */
+  #requestId: number | null = null;
+  #failedCurrent = false;
+  #result: unknown = undefined;
   /** Count of send_refused events, and the newest one per peer. */
   #epoch = 0;
   readonly #refusedAt = new Map<string, number>();
@@ -125,6 +132,26 @@ export class CoordinatorRuntime {
   /** One owner command. Bad arguments become `command_failed`, never an exception. */
   command(msg: ToCoordinator): void {
     if (this.#closed) return;
+    const rid = (msg as { requestId?: unknown }).requestId;
+    this.#requestId = typeof rid === "number" && Number.isFinite(rid) ? rid : null;
+    this.#failedCurrent = false;
+    this.#result = undefined;
+    try {
+      this.#command(msg);
+    } finally {
+      if (this.#requestId !== null && !this.#failedCurrent) {
+        this.#push({
+          type: "command_done",
+          requestId: this.#requestId,
+          command: String(msg.t),
+          result: this.#result,
+        });
+      }
+      this.#requestId = null;
+    }
+  }
+
+  #command(msg: ToCoordinator): void {
     const now = this.#clock();
     const core = this.#core;
     switch (msg.t) {
@@ -274,6 +301,7 @@ export class CoordinatorRuntime {
           requestId: msg.requestId ?? null,
           messageId: r.messageId,
         });
+        this.#result = { messageId: r.messageId };
         return;
       }
       case "friend_lossless": {
@@ -288,14 +316,21 @@ export class CoordinatorRuntime {
           },
         );
         if (left) this.#push({ type: "friend_lossless_refused", friend, ...left });
+        this.#result = left
+          ? { refused: left.packets.length, reason: left.reason, message: left.message }
+          : { refused: 0 };
         return;
       }
-      case "friend_lossy":
+      case "friend_lossy": {
+        let dropped = 0;
         for (const p of msg.packets) {
           const r = m.sendLossy(friend, p, now);
           if (!r.ok && r.reason !== "dropped") return this.#fail(msg.t, r.message);
+          if (!r.ok) dropped++;
         }
+        this.#result = { dropped };
         return;
+      }
       case "friend_typing":
         return check(m.setTyping(friend, msg.typing, now));
       case "set_profile": {
@@ -391,11 +426,11 @@ export class CoordinatorRuntime {
     }
   }
 
-  #stop(relay: string): void {
+  #stop(relay: string, lingerMs = 0): void {
     const port = this.#relays.get(relay);
     if (!port) return;
     this.#relays.delete(relay);
-    const p = port.close().catch(() => {});
+    const p = port.close(undefined, lingerMs).catch(() => {});
     this.#closing.add(p);
     p.finally(() => this.#closing.delete(p));
   }
@@ -412,7 +447,9 @@ export class CoordinatorRuntime {
   }
 
   #fail(command: string, message: string): void {
-    this.#push({ type: "command_failed", command, message });
+    this.#failedCurrent = true;
+    const requestId = this.#requestId ?? undefined;
+    this.#push({ type: "command_failed", command, message, requestId });
   }
 
   #push(...events: CoordinatorEvent[]): void {
@@ -428,12 +465,20 @@ export class CoordinatorRuntime {
     }
   }
 
-  /** Close every relay worker; resolves when they are gone. */
+  /**
+   * Close every relay worker; resolves when they are gone. Friends are told first: each
+   * session's KILL is handed to its relay, which gets `SHUTDOWN_LINGER_MS` to write it.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    const m = this.#messenger;
+    if (m !== null) {
+      m.shutdown(this.#clock());
+      this.#drive();
+    }
     this.#closed = true;
     this.#timer.disarm();
-    for (const relay of [...this.#relays.keys()]) this.#stop(relay);
+    for (const relay of [...this.#relays.keys()]) this.#stop(relay, SHUTDOWN_LINGER_MS);
     while (this.#closing.size > 0) await Promise.allSettled([...this.#closing]);
   }
 }

@@ -52,7 +52,8 @@ export type ToRelayWorker =
   | { readonly t: "unroute"; readonly publicKey: Uint8Array }
   | { readonly t: "send"; readonly items: readonly RelaySendItem[] }
   | { readonly t: "stats" }
-  | { readonly t: "close" }
+  /** `lingerMs`: write what is queued for up to that long first (a clean shutdown). */
+  | { readonly t: "close"; readonly lingerMs?: number }
   /**
    * From the Worker's creator only: every later command arrives on `port` and every event
    * leaves by it. Used when the thread that spawns relay workers (main) is not the one that
@@ -123,8 +124,14 @@ export interface PeerPacket {
   readonly data: Uint8Array;
 }
 
-/** Owner → coordinator worker. */
-export type ToCoordinator =
+/**
+ * Owner → coordinator worker. Any command may carry a `requestId`: the coordinator then
+ * answers it with `command_done` (with a result where there is one) or a `command_failed`
+ * naming it, so an owner can await each command (the daemon's control socket does).
+ */
+export type ToCoordinator = CoordinatorCommand & { readonly requestId?: number };
+
+type CoordinatorCommand =
   | {
     readonly t: "init";
     /** Our DHT key pair: the key relays know us by. */
@@ -249,7 +256,19 @@ export type CoordinatorEvent =
     readonly packets: readonly Uint8Array[];
   }
   | { readonly type: "status"; readonly id: number; readonly status: CoordinatorStatus }
-  | { readonly type: "command_failed"; readonly command: string; readonly message: string }
+  | {
+    readonly type: "command_failed";
+    readonly command: string;
+    readonly message: string;
+    readonly requestId?: number;
+  }
+  /** A command with a `requestId` went through; `result` where it has one (a message id). */
+  | {
+    readonly type: "command_done";
+    readonly requestId: number;
+    readonly command: string;
+    readonly result?: unknown;
+  }
   | { readonly type: "shutdown" };
 
 /** Coordinator worker → owner. */

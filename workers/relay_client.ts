@@ -64,7 +64,7 @@ function handle(msg: ToRelayWorker): void {
     case "stats":
       return connection.requestStats();
     case "close":
-      connection.close().then(() => {
+      connection.close(typeof msg.lingerMs === "number" ? msg.lingerMs : 0).then(() => {
         post([{ type: "shutdown" }]);
         self.close();
       });

@@ -278,10 +278,20 @@ export class RelayConnection {
     if (this.#client) this.#push({ type: "stats", stats: this.#client.stats() });
   }
 
-  /** Close for good; resolves when the socket's pending reads and writes have settled. */
-  async close(): Promise<void> {
+  /**
+   * Close for good; resolves when the socket's pending reads and writes have settled. With
+   * `lingerMs` what is queued (a shutdown's KILL packets) may first be written for that long.
+   */
+  async close(lingerMs = 0): Promise<void> {
     this.#closedByOwner = true;
     const client = this.#client;
+    const end = this.#clock() + Math.min(Math.max(lingerMs, 0), 5_000);
+    while (
+      client !== null && client === this.#client && client.isConfirmed &&
+      client.hasPendingOutput && this.#clock() < end
+    ) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     if (client && client.state !== "disconnected") {
       client.close();
       this.#afterCore();

@@ -75,8 +75,11 @@ export class RelayWorkerHandle {
     this.#post({ t: "stats" });
   }
 
-  /** Ask the worker to close its socket; terminate it if it has not done so in `graceMs`. */
-  close(graceMs = 2_000): Promise<void> {
-    return this.#worker.close({ t: "close" }, graceMs);
+  /**
+   * Ask the worker to close its socket (after writing what is queued for up to `lingerMs`);
+   * terminate it if it has not done so `graceMs` later.
+   */
+  close(graceMs = 2_000, lingerMs = 0): Promise<void> {
+    return this.#worker.close({ t: "close", lingerMs }, graceMs + lingerMs);
   }
 }

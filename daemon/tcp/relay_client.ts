@@ -692,6 +692,11 @@ export class RelayClient {
     return out;
   }
 
+  /** Bytes still to write: a half-written chunk or anything queued in either lane. */
+  get hasPendingOutput(): boolean {
+    return this.#out !== null || this.#data.length > 0 || this.#priority.length > 0;
+  }
+
   /** Data-lane packets (DATA, OOB, onion) handed to the socket so far. */
   get dataPacketsSent(): number {
     return this.#dataPacketsSent;

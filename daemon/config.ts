@@ -1,0 +1,200 @@
+/**
+ * The daemon's settings: command-line flags over `<data dir>/config.json` over defaults.
+ * Parsing is pure (args, file text and environment in; a config or a message out) so every
+ * rule is tested without starting anything.
+ *
+ * There is no built-in list of public relays: relays come from `--relay`, `--nodes` (the
+ * community nodes.json format), the config file, and those added at run time (saved state).
+ */
+import { parseArgs } from "node:util";
+import { parseNodesJson, parseRelaySpec, type RelayAddress } from "./relay_address.ts";
+import { parseProxyUrl, type ProxyConfig } from "./tcp/proxy.ts";
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import { MAX_NAME_LENGTH } from "./messenger.ts";
+
+export interface DaemonConfig {
+  readonly dataDir: string;
+  readonly socketPath: string;
+  /** From flags or the config file (not the ones added at run time, which live in state). */
+  readonly relays: readonly RelayAddress[];
+  readonly nodesFile: string | null;
+  /** With a proxy set, every relay connection goes through it; never directly. */
+  readonly proxy: ProxyConfig | null;
+  /** Overrides the saved profile name at start (and is saved). */
+  readonly name: string | null;
+  readonly logLevel: LogLevel;
+}
+
+export type Env = (name: string) => string | undefined;
+
+export const USAGE = `usage: deno task daemon [options]
+
+  --data-dir DIR      keys, friends, relays and config.json (default
+                      $XDG_DATA_HOME/toxtcp or ~/.local/share/toxtcp)
+  --relay H:P:PUBKEY  a TCP relay to use (repeatable; IPv6 as [::1]:33445:PUBKEY)
+  --nodes FILE        relays from a nodes.json file (the community list format)
+  --proxy URL         socks5://HOST:PORT or http://HOST:PORT; relays are then reached only
+                      through it
+  --socket PATH       the control socket (default $TOXTCP_SOCKET, else
+                      $XDG_RUNTIME_DIR/toxtcp/control.sock, else <data dir>/control.sock)
+  --name NAME         our nickname (saved)
+  --log-level LEVEL   error | warn | info | debug (default info)
+  --help              this text
+
+config.json in the data dir may hold "relays" (a list of HOST:PORT:PUBKEY), "nodes", "proxy",
+"socket", "name" and "log_level"; flags win over it.`;
+
+export class ConfigError extends Error {}
+
+export interface Flags {
+  readonly help: boolean;
+  readonly dataDir?: string;
+  readonly relays?: readonly RelayAddress[];
+  readonly nodesFile?: string;
+  readonly proxy?: ProxyConfig;
+  readonly socketPath?: string;
+  readonly name?: string;
+  readonly logLevel?: LogLevel;
+}
+
+function logLevel(v: unknown, what: string): LogLevel {
+  if (typeof v !== "string" || !(LOG_LEVELS as readonly string[]).includes(v)) {
+    throw new ConfigError(`${what}: log level must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  return v as LogLevel;
+}
+
+function name(v: unknown, what: string): string {
+  if (typeof v !== "string") throw new ConfigError(`${what}: name must be a string`);
+  if (new TextEncoder().encode(v).length > MAX_NAME_LENGTH) {
+    throw new ConfigError(`${what}: name is longer than ${MAX_NAME_LENGTH} bytes`);
+  }
+  return v;
+}
+
+/** Run `f`; whatever it throws becomes a ConfigError saying where (`what`). */
+function wrap<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new ConfigError(`${what}: ${(e as Error).message}`);
+  }
+}
+
+/** Command-line flags; throws ConfigError with a message fit for the user. */
+export function parseFlags(args: string[]): Flags {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        "data-dir": { type: "string" },
+        relay: { type: "string", multiple: true },
+        nodes: { type: "string" },
+        proxy: { type: "string" },
+        socket: { type: "string" },
+        name: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  const v = parsed.values;
+  return {
+    help: v.help === true,
+    dataDir: v["data-dir"],
+    relays: v.relay?.map((r) => wrap("--relay", () => parseRelaySpec(r))),
+    nodesFile: v.nodes,
+    proxy: v.proxy === undefined ? undefined : wrap("--proxy", () => parseProxyUrl(v.proxy!)),
+    socketPath: v.socket,
+    name: v.name === undefined ? undefined : name(v.name, "--name"),
+    logLevel: v["log-level"] === undefined ? undefined : logLevel(v["log-level"], "--log-level"),
+  };
+}
+
+/** config.json's text (same settings as the flags, snake_case). */
+export function parseConfigFile(text: string, path: string): Omit<Flags, "help" | "dataDir"> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${path} is not JSON: ${(e as Error).message}`);
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ConfigError(`${path} must hold a JSON object`);
+  }
+  const o = doc as Record<string, unknown>;
+  const known = ["relays", "nodes", "proxy", "socket", "name", "log_level"];
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) {
+      throw new ConfigError(`${path}: unknown setting "${k}" (known: ${known.join(", ")})`);
+    }
+  }
+  const str = (k: string): string | undefined => {
+    if (o[k] === undefined) return undefined;
+    if (typeof o[k] !== "string") throw new ConfigError(`${path}: "${k}" must be a string`);
+    return o[k] as string;
+  };
+  if (o.relays !== undefined && !Array.isArray(o.relays)) {
+    throw new ConfigError(`${path}: "relays" must be a list of "HOST:PORT:PUBKEY" strings`);
+  }
+  const relays = (o.relays as unknown[] | undefined)?.map((r, i) =>
+    wrap(`${path}: relays[${i}]`, () => {
+      if (typeof r !== "string") throw new TypeError(`must be a "HOST:PORT:PUBKEY" string`);
+      return parseRelaySpec(r);
+    })
+  );
+  const proxy = str("proxy");
+  return {
+    relays,
+    nodesFile: str("nodes"),
+    proxy: proxy === undefined ? undefined : wrap(`${path}: proxy`, () => parseProxyUrl(proxy)),
+    socketPath: str("socket"),
+    name: o.name === undefined ? undefined : name(o.name, `${path}: name`),
+    logLevel: o.log_level === undefined ? undefined : logLevel(o.log_level, `${path}: log_level`),
+  };
+}
+
+export function defaultDataDir(env: Env): string {
+  const xdg = env("XDG_DATA_HOME");
+  if (xdg) return `${xdg}/toxtcp`;
+  const home = env("HOME");
+  if (!home) throw new ConfigError("neither XDG_DATA_HOME nor HOME is set: give --data-dir");
+  return `${home}/.local/share/toxtcp`;
+}
+
+/** The control socket: a private directory of its own, so its mode can be 0700. */
+export function defaultSocketPath(env: Env, dataDir: string): string {
+  const explicit = env("TOXTCP_SOCKET");
+  if (explicit) return explicit;
+  const runtime = env("XDG_RUNTIME_DIR");
+  if (runtime) return `${runtime}/toxtcp/control.sock`;
+  return `${dataDir}/control.sock`;
+}
+
+/** Flags over file over defaults. */
+export function resolveConfig(
+  flags: Flags,
+  file: Omit<Flags, "help" | "dataDir">,
+  dataDir: string,
+  env: Env,
+): DaemonConfig {
+  return {
+    dataDir,
+    socketPath: flags.socketPath ?? file.socketPath ?? defaultSocketPath(env, dataDir),
+    relays: flags.relays ?? file.relays ?? [],
+    nodesFile: flags.nodesFile ?? file.nodesFile ?? null,
+    proxy: flags.proxy ?? file.proxy ?? null,
+    name: flags.name ?? file.name ?? null,
+    logLevel: flags.logLevel ?? file.logLevel ?? "info",
+  };
+}
+
+/** Relays of a nodes.json file, with the file named in any error. */
+export function relaysOfNodesFile(text: string, path: string): RelayAddress[] {
+  return wrap(path, () => parseNodesJson(text));
+}

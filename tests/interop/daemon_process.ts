@@ -1,0 +1,155 @@
+/**
+ * The real daemon as a subprocess (`deno run … daemon/main.ts`, the flags of `deno task
+ * daemon`), and `ctl` as one: what the daemon tests drive, only through the socket and the
+ * command line, as a user or a script would.
+ */
+import { type Bootstrapd, trackHarnessProcess } from "./harness.ts";
+
+/** A relay as `--relay` and `ctl relay add` take it. */
+export const spec = (b: Bootstrapd) => `${b.relay.host}:${b.relay.port}:${b.relay.publicKey}`;
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+/** The permissions of `deno task daemon` / `deno task ctl` (deno.json): no more. */
+const DAEMON_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+const CTL_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+
+export interface DaemonOptions {
+  readonly dataDir: string;
+  readonly socket: string;
+  readonly relays?: readonly string[];
+  readonly name?: string;
+  readonly extra?: readonly string[];
+}
+
+export class DaemonProcess {
+  readonly child: Deno.ChildProcess;
+  readonly opts: DaemonOptions;
+  readonly done: Promise<Deno.CommandStatus>;
+  #log = "";
+  readonly #drains: Promise<void>[];
+  readonly #untrack: () => void;
+
+  private constructor(opts: DaemonOptions) {
+    this.opts = opts;
+    const args = [
+      "run",
+      "--no-check",
+      ...DAEMON_FLAGS,
+      `${ROOT}daemon/main.ts`,
+      "--data-dir",
+      opts.dataDir,
+      "--socket",
+      opts.socket,
+      "--log-level",
+      "debug",
+      ...(opts.relays ?? []).flatMap((r) => ["--relay", r]),
+      ...(opts.name ? ["--name", opts.name] : []),
+      ...(opts.extra ?? []),
+    ];
+    this.child = new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.done = this.child.status;
+    this.#drains = [this.child.stdout, this.child.stderr].map((s) => this.#drain(s));
+    this.#untrack = trackHarnessProcess(this);
+  }
+
+  /** Start and wait until the control socket answers (or the daemon exits: an error). */
+  static async start(opts: DaemonOptions, timeoutMs = 15_000): Promise<DaemonProcess> {
+    const d = new DaemonProcess(opts);
+    const end = Date.now() + timeoutMs;
+    let exited = false;
+    d.done.then(() => (exited = true));
+    while (Date.now() < end && !exited) {
+      try {
+        const c = await Deno.connect({ transport: "unix", path: opts.socket });
+        c.close();
+        return d;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await d.kill("SIGKILL");
+    throw new Error(`daemon did not come up (${exited ? "it exited" : "timeout"}):\n${d.log}`);
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  get log(): string {
+    return this.#log;
+  }
+
+  describe(): string {
+    return `daemon pid ${this.pid} (${this.opts.dataDir})`;
+  }
+
+  async #drain(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) this.#log += dec.decode(chunk, { stream: true });
+  }
+
+  /** Send `signal`, wait for the exit (SIGKILL after `graceMs`), finish the pipes. */
+  async kill(signal: Deno.Signal, graceMs = 5_000): Promise<Deno.CommandStatus> {
+    try {
+      this.child.kill(signal);
+    } catch { /* already gone */ }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), graceMs)));
+    if ((await Promise.race([this.done, late])) === "late") {
+      try {
+        this.child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }
+    clearTimeout(timer);
+    const status = await this.done;
+    await Promise.all(this.#drains);
+    this.#untrack();
+    return status;
+  }
+
+  stop(): Promise<void> {
+    return this.kill("SIGTERM").then(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+/** Run `deno run tools/ctl.ts --socket S …args`: exit code, stdout, stderr. */
+export async function ctl(
+  socket: string,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-check", ...CTL_FLAGS, `${ROOT}tools/ctl.ts`, "--socket", socket, ...args],
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** `ctl --json …` that must succeed: its result. */
+export async function ctlJson<T = unknown>(socket: string, ...args: string[]): Promise<T> {
+  const r = await ctl(socket, "--json", ...args);
+  if (r.code !== 0) throw new Error(`ctl ${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** Run the daemon with `args` to completion (for start-up refusals): exit code and output. */
+export async function daemonOnce(args: string[]): Promise<{ code: number; output: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-check", ...DAEMON_FLAGS, `${ROOT}daemon/main.ts`, ...args],
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, output: dec.decode(out.stdout) + dec.decode(out.stderr) };
+}
