@@ -23,6 +23,7 @@ import {
   systemRandom,
   toHex,
 } from "./crypto.ts";
+import { joinPath, syncDirectory, writeNewPrivateFile } from "./private_file.ts";
 
 export const NOSPAM_SIZE = 4;
 /** TOX_ADDRESS_SIZE: public key ‖ nospam ‖ checksum. */
@@ -337,7 +338,7 @@ async function createIdentity(
   const text = encodeIdentity(secretKey, nospam);
   const tmp = `${path}.${Deno.pid}.${toHex(random(6))}.tmp`;
   try {
-    await writeNewFile(tmp, new TextEncoder().encode(text));
+    await writeNewPrivateFile(tmp, new TextEncoder().encode(text));
     try {
       // A link, unlike a rename, refuses to replace an existing file.
       await Deno.link(tmp, path);
@@ -360,32 +361,6 @@ async function createIdentity(
   return true;
 }
 
-/** createNew (never follows or reuses someone else's file), 0600 whatever the umask, fsync'd. */
-async function writeNewFile(path: string, data: Uint8Array): Promise<void> {
-  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-  try {
-    if (Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
-    for (let off = 0; off < data.length;) off += await file.write(data.subarray(off));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-}
-
-/** Make a new directory entry durable. Not every OS/filesystem can fsync a directory. */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // Best effort: the file's own data was already synced.
-  }
-}
-
 async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -403,8 +378,4 @@ async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
     off += c.length;
   }
   return out;
-}
-
-function joinPath(dir: string, name: string): string {
-  return dir.endsWith("/") || dir.endsWith("\\") ? dir + name : `${dir}/${name}`;
 }

@@ -16,6 +16,7 @@
 import { toHex } from "./crypto.ts";
 import { MAX_NAME_LENGTH, MAX_STATUSMESSAGE_LENGTH } from "./messenger.ts";
 import { formatRelayAddress, parseRelaySpec, type RelayAddress } from "./relay_address.ts";
+import { joinPath, syncDirectory, writeNewPrivateFile } from "./private_file.ts";
 
 export const STATE_FILE = "state.json";
 const STATE_VERSION = 1;
@@ -248,39 +249,13 @@ export async function saveState(dataDir: string, state: SavedState): Promise<voi
   const path = joinPath(dataDir, STATE_FILE);
   const tmp = `${path}.${Deno.pid}.${toHex(crypto.getRandomValues(new Uint8Array(6)))}.tmp`;
   try {
-    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-    try {
-      // The open mode is filtered by the umask; the friends list is nobody else's business.
-      if (Deno.build.os !== "windows") await Deno.chmod(tmp, 0o600);
-      for (let off = 0; off < data.length;) off += await file.write(data.subarray(off));
-      await file.sync();
-    } finally {
-      file.close();
-    }
+    await writeNewPrivateFile(tmp, data);
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
   }
   await syncDirectory(dataDir);
-}
-
-/** Make the rename durable. Not every OS/filesystem can fsync a directory: best effort. */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // The file data itself is already synced.
-  }
-}
-
-function joinPath(dir: string, name: string): string {
-  return dir.endsWith("/") || dir.endsWith("\\") ? dir + name : `${dir}/${name}`;
 }
 
 export interface StateStoreOptions {

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { fromHex, publicKeyOf, type RandomBytes, toHex } from "../daemon/crypto.ts";
 import { IdentityError, loadOrCreateIdentity, parseFriendKey, toxId } from "../daemon/identity.ts";
+import { listDir, withTempDir as inTempDir } from "./support/temp_dir.ts";
 
 /** Deterministic bytes, different per seed, so two "random" identities differ. */
 function counterRandom(seed: number): RandomBytes {
@@ -13,20 +14,7 @@ function counterRandom(seed: number): RandomBytes {
   };
 }
 
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "identity_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
+const withTempDir = (fn: (dir: string) => Promise<void>) => inTempDir("identity_test_", fn);
 
 async function modeOf(path: string): Promise<number> {
   return (await Deno.stat(path)).mode! & 0o777;

@@ -10,25 +10,13 @@ import {
   StateError,
   StateStore,
 } from "../daemon/state_store.ts";
+import { listDir, withTempDir as inTempDir } from "./support/temp_dir.ts";
 
 const PK_A = "6bbf183586e9645f7ab2c73d6dcaf1456d1ab1da1afb8c077fb2a7176fa7f865";
 const PK_B = "1c5293aeae6b4e3fce1b34d3c23c7d4a8bb64f5a8c63b1f87e57f04e4d8a3c11";
 const PK_C = "8e7d0b269d2d34bba1ae7c5b5fd5c0d6a3e6f1a5d7c2b97f0e9a23cc41de7a02";
 
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "state_store_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
+const withTempDir = (fn: (dir: string) => Promise<void>) => inTempDir("state_store_test_", fn);
 
 function sample(): SavedState {
   return {
