@@ -11,6 +11,9 @@ import { parseNodesJson, parseRelaySpec, type RelayAddress } from "./relay_addre
 import { parseProxyUrl, type ProxyConfig } from "./tcp/proxy.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import { MAX_NAME_LENGTH } from "./messenger.ts";
+import { ConfigError, defaultSocketPath, type Env } from "./paths.ts";
+
+export { ConfigError, defaultDataDir, defaultSocketPath, type Env } from "./paths.ts";
 
 export interface DaemonConfig {
   readonly dataDir: string;
@@ -24,8 +27,6 @@ export interface DaemonConfig {
   readonly name: string | null;
   readonly logLevel: LogLevel;
 }
-
-export type Env = (name: string) => string | undefined;
 
 export const USAGE = `usage: deno task daemon [options]
 
@@ -43,8 +44,6 @@ export const USAGE = `usage: deno task daemon [options]
 
 config.json in the data dir may hold "relays" (a list of HOST:PORT:PUBKEY), "nodes", "proxy",
 "socket", "name" and "log_level"; flags win over it.`;
-
-export class ConfigError extends Error {}
 
 export interface Flags {
   readonly help: boolean;
@@ -157,23 +156,6 @@ export function parseConfigFile(text: string, path: string): Omit<Flags, "help" 
     name: o.name === undefined ? undefined : name(o.name, `${path}: name`),
     logLevel: o.log_level === undefined ? undefined : logLevel(o.log_level, `${path}: log_level`),
   };
-}
-
-export function defaultDataDir(env: Env): string {
-  const xdg = env("XDG_DATA_HOME");
-  if (xdg) return `${xdg}/toxtcp`;
-  const home = env("HOME");
-  if (!home) throw new ConfigError("neither XDG_DATA_HOME nor HOME is set: give --data-dir");
-  return `${home}/.local/share/toxtcp`;
-}
-
-/** The control socket: a private directory of its own, so its mode can be 0700. */
-export function defaultSocketPath(env: Env, dataDir: string): string {
-  const explicit = env("TOXTCP_SOCKET");
-  if (explicit) return explicit;
-  const runtime = env("XDG_RUNTIME_DIR");
-  if (runtime) return `${runtime}/toxtcp/control.sock`;
-  return `${dataDir}/control.sock`;
 }
 
 /** Flags over file over defaults. */

@@ -10,44 +10,12 @@
  * something that is not the protocol); 2 cannot connect to the socket; 3 no reply within
  * `--timeout`; 64 bad usage.
  *
- * Also a library: `ControlClient` (used by the daemon's subprocess tests), `defaultSocketPath`
- * (the daemon imports it so both sides agree on the path) and `main` (testable without spawning).
+ * Also a library: `ControlClient` (used by the daemon's subprocess tests), and `main`
+ * (testable without spawning). The default socket path is daemon/paths.ts's, the daemon's own.
  */
 import { parseArgs } from "node:util";
 import { parseRelaySpec } from "../daemon/relay_address.ts";
-
-// ---------------------------------------------------------------------------------------------
-// Socket path
-
-/**
- * Where the control socket lives, the rule shared by the daemon and this client:
- *
- * 1. `$TOXTCP_SOCKET`, if set and not empty (used as given);
- * 2. else `$XDG_RUNTIME_DIR/toxtcp/control.sock`;
- * 3. else `$XDG_DATA_HOME/toxtcp/control.sock`;
- * 4. else `$HOME/.local/share/toxtcp/control.sock`.
- *
- * As the XDG base directory spec asks, an empty or relative `XDG_*` value counts as unset.
- * Throws if none of them applies (no `HOME` either).
- */
-export function defaultSocketPath(env: (name: string) => string | undefined): string {
-  const explicit = env("TOXTCP_SOCKET");
-  if (explicit) return explicit;
-  const xdg = (name: string) => {
-    const v = env(name);
-    return v && v.startsWith("/") ? v.replace(/\/+$/, "") : undefined;
-  };
-  const runtime = xdg("XDG_RUNTIME_DIR");
-  if (runtime !== undefined) return `${runtime}/toxtcp/control.sock`;
-  const data = xdg("XDG_DATA_HOME");
-  if (data !== undefined) return `${data}/toxtcp/control.sock`;
-  const home = env("HOME");
-  if (home) return `${home.replace(/\/+$/, "")}/.local/share/toxtcp/control.sock`;
-  throw new Error(
-    "cannot choose the control socket path: none of TOXTCP_SOCKET, XDG_RUNTIME_DIR, " +
-      "XDG_DATA_HOME, HOME is set",
-  );
-}
+import { defaultSocketPath } from "../daemon/paths.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Client
