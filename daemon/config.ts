@@ -26,6 +26,12 @@ export interface DaemonConfig {
   /** Overrides the saved profile name at start (and is saved). */
   readonly name: string | null;
   readonly logLevel: LogLevel;
+  /** pcapng of every relay socket (`--capture`); flags only, never from config.json. */
+  readonly capturePath: string | null;
+  /** Session secrets for decrypting captures (`--keylog`); flags only. */
+  readonly keylogPath: string | null;
+  /** Also put the key log inside the capture, as Decryption Secrets Blocks. */
+  readonly captureSecrets: boolean;
 }
 
 export const USAGE = `usage: deno task daemon [options]
@@ -40,10 +46,16 @@ export const USAGE = `usage: deno task daemon [options]
                       $XDG_RUNTIME_DIR/toxtcp/control.sock, else <data dir>/control.sock)
   --name NAME         our nickname (saved)
   --log-level LEVEL   error | warn | info | debug (default info)
+  --capture FILE      record every relay connection's bytes to FILE (pcapng, mode 0600);
+                      read it with "deno task decode FILE", tshark or Wireshark
+  --keylog FILE       append the session secrets that decrypt those connections to FILE
+                      (mode 0600): whoever holds it can read the recorded sessions
+  --capture-secrets   also write the session secrets into the --capture file itself
   --help              this text
 
 config.json in the data dir may hold "relays" (a list of HOST:PORT:PUBKEY), "nodes", "proxy",
-"socket", "name" and "log_level"; flags win over it.`;
+"socket", "name" and "log_level"; flags win over it. Capture and key log are flags only, so
+that a forgotten config file never records anyone.`;
 
 export interface Flags {
   readonly help: boolean;
@@ -54,6 +66,9 @@ export interface Flags {
   readonly socketPath?: string;
   readonly name?: string;
   readonly logLevel?: LogLevel;
+  readonly capturePath?: string;
+  readonly keylogPath?: string;
+  readonly captureSecrets?: boolean;
 }
 
 function logLevel(v: unknown, what: string): LogLevel {
@@ -94,6 +109,9 @@ export function parseFlags(args: string[]): Flags {
         socket: { type: "string" },
         name: { type: "string" },
         "log-level": { type: "string" },
+        capture: { type: "string" },
+        keylog: { type: "string" },
+        "capture-secrets": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -103,6 +121,15 @@ export function parseFlags(args: string[]): Flags {
     throw new ConfigError((e as Error).message);
   }
   const v = parsed.values;
+  for (const k of ["capture", "keylog"] as const) {
+    if (v[k] === "") throw new ConfigError(`--${k} needs a file name`);
+  }
+  if (v.capture !== undefined && v.capture === v.keylog) {
+    throw new ConfigError("--capture and --keylog must be different files");
+  }
+  if (v["capture-secrets"] === true && v.capture === undefined) {
+    throw new ConfigError("--capture-secrets needs --capture FILE");
+  }
   return {
     help: v.help === true,
     dataDir: v["data-dir"],
@@ -112,11 +139,20 @@ export function parseFlags(args: string[]): Flags {
     socketPath: v.socket,
     name: v.name === undefined ? undefined : name(v.name, "--name"),
     logLevel: v["log-level"] === undefined ? undefined : logLevel(v["log-level"], "--log-level"),
+    capturePath: v.capture,
+    keylogPath: v.keylog,
+    captureSecrets: v["capture-secrets"] === true,
   };
 }
 
+/** What config.json may set: the flags but the data dir and the capture ones. */
+export type FileSettings = Omit<
+  Flags,
+  "help" | "dataDir" | "capturePath" | "keylogPath" | "captureSecrets"
+>;
+
 /** config.json's text (same settings as the flags, snake_case). */
-export function parseConfigFile(text: string, path: string): Omit<Flags, "help" | "dataDir"> {
+export function parseConfigFile(text: string, path: string): FileSettings {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -161,7 +197,7 @@ export function parseConfigFile(text: string, path: string): Omit<Flags, "help" 
 /** Flags over file over defaults. */
 export function resolveConfig(
   flags: Flags,
-  file: Omit<Flags, "help" | "dataDir">,
+  file: FileSettings,
   dataDir: string,
   env: Env,
 ): DaemonConfig {
@@ -173,6 +209,9 @@ export function resolveConfig(
     proxy: flags.proxy ?? file.proxy ?? null,
     name: flags.name ?? file.name ?? null,
     logLevel: flags.logLevel ?? file.logLevel ?? "info",
+    capturePath: flags.capturePath ?? null,
+    keylogPath: flags.keylogPath ?? null,
+    captureSecrets: flags.captureSecrets ?? false,
   };
 }
 

@@ -26,6 +26,7 @@ import { Logger } from "./log.ts";
 import { formatRelayAddress, type RelayAddress } from "./relay_address.ts";
 import { type SavedState, StateError, StateStore } from "./state_store.ts";
 import { CoordinatorHandle } from "../workers/coordinator_handle.ts";
+import { Recorder, RecorderError } from "./recorder.ts";
 import type { CoordinatorEvent, CoordinatorStatus, ToCoordinator } from "../workers/messages.ts";
 
 export const VERSION = "0.6.0";
@@ -69,6 +70,7 @@ export class Daemon {
   readonly #dhtPublicKey: Uint8Array;
   readonly #coordinator: CoordinatorHandle;
   readonly #server: ControlServer;
+  readonly #recorder: Recorder | null;
   readonly #startedAt = Date.now();
   /** Relay states as last reported, for relay_up / relay_down. */
   readonly #relayState = new Map<string, string>();
@@ -85,7 +87,9 @@ export class Daemon {
     identity: Identity;
     store: StateStore;
     server: ControlServer;
+    recorder: Recorder | null;
   }) {
+    this.#recorder = parts.recorder;
     this.config = parts.config;
     this.#log = parts.log;
     this.#lock = parts.lock;
@@ -97,12 +101,16 @@ export class Daemon {
     this.#dhtPublicKey = dht.publicKey;
     const saved = this.#store.state;
     const keys = this.#identity.keys;
-    this.#coordinator = new CoordinatorHandle({
-      self: dht,
-      real: { publicKey: keys.publicKey, secretKey: keys.secretKey },
-      profile: { name: saved.profile.name, statusMessage: saved.profile.statusMessage },
-      proxy: this.config.proxy ?? undefined,
-    }, (events) => this.#onEvents(events));
+    this.#coordinator = new CoordinatorHandle(
+      {
+        self: dht,
+        real: { publicKey: keys.publicKey, secretKey: keys.secretKey },
+        profile: { name: saved.profile.name, statusMessage: saved.profile.statusMessage },
+        proxy: this.config.proxy ?? undefined,
+      },
+      (events) => this.#onEvents(events),
+      this.#recorder?.observer(),
+    );
   }
 
   /** Everything up to listening; a StartError says what the user must fix. */
@@ -134,14 +142,29 @@ export class Daemon {
         ? []
         : relaysOfNodesFile(await readText(config.nodesFile), config.nodesFile);
       const server = await ControlServer.open(config.socketPath, log);
-      const d = new Daemon({ config, log, lock, identity: loaded.identity, store, server });
+      let recorder: Recorder | null;
+      try {
+        recorder = await Recorder.open(config, log);
+      } catch (e) {
+        await server.close();
+        throw e;
+      }
+      const d = new Daemon({
+        config,
+        log,
+        lock,
+        identity: loaded.identity,
+        store,
+        server,
+        recorder,
+      });
       d.#begin([...config.relays, ...nodes]);
       return d;
     } catch (e) {
       lock.close();
       if (
         e instanceof ConfigError || e instanceof IdentityError || e instanceof StateError ||
-        e instanceof ControlServerError
+        e instanceof ControlServerError || e instanceof RecorderError
       ) {
         throw new StartError(e.message);
       }
@@ -198,6 +221,7 @@ export class Daemon {
     this.#removeSignals();
     await this.#server.close();
     await this.#coordinator.close();
+    await this.#recorder?.close();
     try {
       await this.#store.flush();
     } catch (e) {

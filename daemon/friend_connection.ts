@@ -13,6 +13,7 @@
  *   yet to find a new one); a handshake under another key replaces either.
  * - Progress per friend names the stage it is stuck in, so "why offline" has an answer.
  */
+import type { NetCryptoKeys } from "./capture/keylog.ts";
 import { bytesEqual, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { PeerView, TcpConnections } from "./tcp_connections.ts";
@@ -29,16 +30,20 @@ import type {
   LosslessResult,
 } from "./net_crypto/connection.ts";
 import type { KeyPair, RandomBytes } from "./crypto.ts";
+import { packedNodeToRelay, relayToPackedNode } from "./packed_node.ts";
 import {
-  decodePackedNodes,
-  encodePackedNodes,
-  packedNodeToRelay,
-  relayToPackedNode,
-} from "./packed_node.ts";
+  decodeFriendPacket,
+  encodeFriendPacket,
+  MAX_SHARED_RELAYS,
+  PACKET_ID_SHARE_RELAYS,
+} from "./friend_packets.ts";
 
-export const PACKET_ID_ALIVE = 16;
-export const PACKET_ID_SHARE_RELAYS = 17;
-export const PACKET_ID_FRIEND_REQUESTS = 18;
+// The ids live in the one codec (friend_packets.ts); importers of them from here keep working.
+export {
+  PACKET_ID_ALIVE,
+  PACKET_ID_FRIEND_REQUESTS,
+  PACKET_ID_SHARE_RELAYS,
+} from "./friend_packets.ts";
 
 export interface FriendConnectionConfig {
   /** FRIEND_PING_INTERVAL. */
@@ -63,7 +68,7 @@ export const DEFAULT_FRIEND_CONNECTION_CONFIG: FriendConnectionConfig = {
   connectionTimeoutMs: 32_000,
   shareRelaysIntervalMs: 120_000,
   dhtTimeoutMs: 122_000,
-  maxSharedRelays: 3,
+  maxSharedRelays: MAX_SHARED_RELAYS,
   maxStoredRelays: 24,
   redialMs: 1_000,
   crypto: {},
@@ -151,6 +156,8 @@ export interface FriendConnectionsOptions {
   readonly dhtKeys: KeyPair;
   readonly tcp: TcpConnections;
   readonly config?: Partial<FriendConnectionConfig>;
+  /** The opt-in key log (NetCryptoOptions.keylog). */
+  readonly keylog?: (keys: NetCryptoKeys) => void;
 }
 
 export type FriendResult = { readonly ok: true } | {
@@ -188,6 +195,7 @@ export class FriendConnections {
         delivered: (pk) => tcp.delivered(pk, this.#now),
       },
       accept: (peer, dhtPk, source) => this.#accept(peer, dhtPk, source),
+      keylog: opts.keylog,
     }, opts.now);
   }
 
@@ -485,15 +493,22 @@ export class FriendConnections {
   }
 
   #onLossless(f: Friend, payload: Uint8Array, now: number): void {
-    switch (payload[0]) {
-      case PACKET_ID_ALIVE:
+    const r = decodeFriendPacket(payload, { maxSharedRelays: this.config.maxSharedRelays });
+    if (!r.ok) {
+      // A SHARE_RELAYS whose nodes do not unpack is dropped; anything else the codec refuses
+      // is Messenger's to judge (and to ignore).
+      if (payload[0] === PACKET_ID_SHARE_RELAYS) return;
+      this.#emit({ type: "friend_packet", friend: f.hex, payload, lossy: false });
+      return;
+    }
+    const p = r.value;
+    switch (p.kind) {
+      case "alive":
         f.pingLastRecv = now;
         return;
-      case PACKET_ID_SHARE_RELAYS: {
-        const r = decodePackedNodes(payload.subarray(1), this.config.maxSharedRelays);
-        if (!r.ok) return;
+      case "share_relays": {
         const learned: string[] = [];
-        for (const node of r.value.nodes) {
+        for (const node of p.nodes) {
           // friend_add_tcp_relay's local-address rule swaps a loopback relay run by the friend
           // itself for the friend's DHT address; a TCP-only client never learns that address,
           // so (as c-toxcore does when it has none) the relay is kept as given.
@@ -507,7 +522,7 @@ export class FriendConnections {
         }
         return;
       }
-      case PACKET_ID_FRIEND_REQUESTS:
+      case "friend_requests":
         return; // a request from someone already a friend: nothing to do
       default:
         this.#emit({ type: "friend_packet", friend: f.hex, payload, lossy: false });
@@ -516,7 +531,7 @@ export class FriendConnections {
 
   #sendAlive(f: Friend, now: number): void {
     const r = this.#crypto.connection(f.hex)?.sendLossless(
-      new Uint8Array([PACKET_ID_ALIVE]),
+      encodeFriendPacket({ kind: "alive" }),
       now,
       true,
     );
@@ -527,6 +542,7 @@ export class FriendConnections {
   /** send_relays: up to 3 connected relays, made ours for this friend first. */
   #shareRelays(f: Friend, now: number): void {
     f.shareLastSent = now;
+    const max = this.config.maxSharedRelays;
     const connected = this.#tcp.relays(now).filter((r) => r.state === "confirmed");
     const nodes = [];
     for (const r of connected) {
@@ -534,13 +550,15 @@ export class FriendConnections {
       if (node === null) continue;
       nodes.push({ ...node, transport: "tcp" as const });
       this.#attachRelay(f, { host: r.host, port: r.port, publicKey: r.publicKey });
-      if (nodes.length >= this.config.maxSharedRelays) break;
+      if (nodes.length >= max) break;
     }
     if (nodes.length === 0) return;
-    const body = encodePackedNodes(nodes);
-    const payload = new Uint8Array(1 + body.length);
-    payload[0] = PACKET_ID_SHARE_RELAYS;
-    payload.set(body, 1);
+    // The loop takes at least one relay and at most ⌈max⌉ (all of them for NaN), so this limit
+    // is exactly max for any sane config and the codec never throws here.
+    const payload = encodeFriendPacket(
+      { kind: "share_relays", nodes },
+      { maxSharedRelays: Math.max(1, Math.ceil(max)) },
+    );
     this.#crypto.connection(f.hex)?.sendLossless(payload, now, true);
   }
 

@@ -13,6 +13,7 @@
  *   still unconfirmed when the session dies are reported failed (c-toxcore drops them
  *   silently; the user must know to resend).
  */
+import type { NetCryptoKeys } from "./capture/keylog.ts";
 import { type KeyPair, type RandomBytes, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { TcpConnections, TcpConnectionsEvent } from "./tcp_connections.ts";
@@ -27,26 +28,43 @@ import type { KillCause } from "./net_crypto/connection.ts";
 import type { NetCryptoStats } from "./net_crypto/net_crypto.ts";
 import { u32Distance } from "./net_crypto/packet_arrays.ts";
 import { MAX_CRYPTO_DATA_SIZE } from "./net_crypto/packets.ts";
+import { EncodeError } from "./codec.ts";
+import {
+  CUSTOM_LOSSLESS_FIRST,
+  CUSTOM_LOSSLESS_LAST,
+  CUSTOM_LOSSY_FIRST,
+  CUSTOM_LOSSY_LAST,
+  decodeFriendPacket,
+  encodeFriendPacket,
+  type FriendPacket,
+  MAX_MESSAGE_LENGTH,
+  MAX_NAME_LENGTH,
+  MAX_STATUSMESSAGE_LENGTH,
+  USER_STATUSES,
+  type UserStatus,
+} from "./friend_packets.ts";
 
-export const PACKET_ID_ONLINE = 24;
-export const PACKET_ID_OFFLINE = 25;
-export const PACKET_ID_NICKNAME = 48;
-export const PACKET_ID_STATUSMESSAGE = 49;
-export const PACKET_ID_USERSTATUS = 50;
-export const PACKET_ID_TYPING = 51;
-export const PACKET_ID_MESSAGE = 64;
-export const PACKET_ID_ACTION = 65;
-export const MAX_NAME_LENGTH = 128;
-export const MAX_STATUSMESSAGE_LENGTH = 1007;
-/** TOX_MAX_MESSAGE_LENGTH: a whole net_crypto payload minus the id. */
-export const MAX_MESSAGE_LENGTH = MAX_CRYPTO_DATA_SIZE - 1;
-export const CUSTOM_LOSSLESS_FIRST = 160;
-export const CUSTOM_LOSSLESS_LAST = 191;
-export const CUSTOM_LOSSY_FIRST = 200;
-export const CUSTOM_LOSSY_LAST = 254;
+// The wire constants live in the one codec (friend_packets.ts); importers of them from here
+// (control.ts, config.ts, state_store.ts, the tests) keep working.
+export {
+  CUSTOM_LOSSLESS_FIRST,
+  CUSTOM_LOSSLESS_LAST,
+  CUSTOM_LOSSY_FIRST,
+  CUSTOM_LOSSY_LAST,
+  MAX_MESSAGE_LENGTH,
+  MAX_NAME_LENGTH,
+  MAX_STATUSMESSAGE_LENGTH,
+  PACKET_ID_ACTION,
+  PACKET_ID_MESSAGE,
+  PACKET_ID_NICKNAME,
+  PACKET_ID_OFFLINE,
+  PACKET_ID_ONLINE,
+  PACKET_ID_STATUSMESSAGE,
+  PACKET_ID_TYPING,
+  PACKET_ID_USERSTATUS,
+} from "./friend_packets.ts";
+export type { UserStatus } from "./friend_packets.ts";
 
-export type UserStatus = "none" | "away" | "busy";
-const USER_STATUSES: readonly UserStatus[] = ["none", "away", "busy"];
 export type MessageKind = "normal" | "action";
 
 export type MessengerEvent =
@@ -142,16 +160,24 @@ export interface MessengerOptions {
   readonly tcp: TcpConnections;
   readonly profile?: Partial<Profile>;
   readonly config?: Partial<FriendConnectionConfig>;
+  /** The opt-in key log (NetCryptoOptions.keylog). */
+  readonly keylog?: (keys: NetCryptoKeys) => void;
 }
 
+// Only to measure user input before encoding; the codec encodes (and decodes) the text.
 const encoder = new TextEncoder();
-const decoder = new TextDecoder(); // invalid UTF-8 becomes U+FFFD: text is for display
 
-function withId(id: number, body: Uint8Array): Uint8Array {
-  const p = new Uint8Array(1 + body.length);
-  p[0] = id;
-  p.set(body, 1);
-  return p;
+/**
+ * encodeFriendPacket for a packet built from state the user commands did not check (the
+ * profile given to the constructor): null instead of an EncodeError.
+ */
+function encodeUnchecked(p: FriendPacket): Uint8Array | null {
+  try {
+    return encodeFriendPacket(p);
+  } catch (e) {
+    if (e instanceof EncodeError) return null;
+    throw e;
+  }
 }
 
 export class Messenger {
@@ -177,6 +203,7 @@ export class Messenger {
       dhtKeys: opts.dhtKeys,
       tcp: opts.tcp,
       config: opts.config,
+      keylog: opts.keylog,
     });
   }
 
@@ -234,7 +261,7 @@ export class Messenger {
     this.#now = now;
     const f = this.#friends.get(friend);
     if (!f) return { ok: false, reason: "not_friend", message: "not a friend" };
-    if (f.online) this.#fc.sendLossless(friend, new Uint8Array([PACKET_ID_OFFLINE]), now, true);
+    if (f.online) this.#fc.sendLossless(friend, encodeFriendPacket({ kind: "offline" }), now, true);
     this.#fc.remove(friend, now);
     this.#pump();
     this.#failReceipts(f, "friend removed");
@@ -277,8 +304,9 @@ export class Messenger {
     }
     const f = this.#online(friend);
     if ("reason" in f) return f;
-    const id = kind === "action" ? PACKET_ID_ACTION : PACKET_ID_MESSAGE;
-    const r = this.#fc.sendLossless(friend, withId(id, body), now, true);
+    // 1..MAX_MESSAGE_LENGTH bytes, checked above: the codec will not refuse it.
+    const payload = encodeFriendPacket({ kind: kind === "action" ? "action" : "message", text });
+    const r = this.#fc.sendLossless(friend, payload, now, true);
     this.#pump();
     if (!r.ok) return this.#refusal(r.reason, r.message);
     const messageId = f.nextMessageId;
@@ -332,7 +360,7 @@ export class Messenger {
       return { ok: false, reason: "too_long", message: `name over ${MAX_NAME_LENGTH} bytes` };
     }
     this.#profile = { ...this.#profile, name };
-    this.#broadcast(withId(PACKET_ID_NICKNAME, body), now);
+    this.#broadcast(encodeFriendPacket({ kind: "nickname", name }), now);
     return { ok: true };
   }
 
@@ -346,15 +374,16 @@ export class Messenger {
       };
     }
     this.#profile = { ...this.#profile, statusMessage: text };
-    this.#broadcast(withId(PACKET_ID_STATUSMESSAGE, body), now);
+    this.#broadcast(encodeFriendPacket({ kind: "status_message", text }), now);
     return { ok: true };
   }
 
   setUserStatus(status: UserStatus, now: number): MessengerResult {
-    const n = USER_STATUSES.indexOf(status);
-    if (n < 0) return { ok: false, reason: "invalid", message: `user status ${status}` };
+    if (!USER_STATUSES.includes(status)) {
+      return { ok: false, reason: "invalid", message: `user status ${status}` };
+    }
     this.#profile = { ...this.#profile, userStatus: status };
-    this.#broadcast(new Uint8Array([PACKET_ID_USERSTATUS, n]), now);
+    this.#broadcast(encodeFriendPacket({ kind: "user_status", status }), now);
     return { ok: true };
   }
 
@@ -362,7 +391,7 @@ export class Messenger {
     const f = this.#online(friend);
     if ("reason" in f) return f;
     f.weAreTyping = typing;
-    this.#fc.sendLossless(friend, new Uint8Array([PACKET_ID_TYPING, typing ? 1 : 0]), now, true);
+    this.#fc.sendLossless(friend, encodeFriendPacket({ kind: "typing", typing }), now, true);
     this.#pump();
     return { ok: true };
   }
@@ -462,7 +491,7 @@ export class Messenger {
       case "friend_connected":
         this.#events.push(e);
         // The first lossless packet of the session, always (see the module comment).
-        this.#fc.sendLossless(e.friend, new Uint8Array([PACKET_ID_ONLINE]), now, true);
+        this.#fc.sendLossless(e.friend, encodeFriendPacket({ kind: "online" }), now, true);
         return;
       case "friend_disconnected": {
         this.#events.push(e);
@@ -485,9 +514,10 @@ export class Messenger {
         const f = this.#friends.get(e.friend);
         if (!f) return;
         if (e.lossy) {
-          const id = e.payload[0];
-          if (f.online && id >= CUSTOM_LOSSY_FIRST && id <= CUSTOM_LOSSY_LAST) {
-            this.#events.push({ type: "friend_lossy", friend: f.hex, data: e.payload });
+          if (!f.online) return;
+          const r = decodeFriendPacket(e.payload);
+          if (r.ok && r.value.kind === "custom_lossy") {
+            this.#events.push({ type: "friend_lossy", friend: f.hex, data: r.value.data });
           }
           return;
         }
@@ -512,20 +542,22 @@ export class Messenger {
     }
   }
 
-  /** m_handle_packet. */
-  #onPacket(f: MessengerFriend, p: Uint8Array, now: number): void {
-    const id = p[0];
-    const body = p.subarray(1);
+  /**
+   * m_handle_packet. What the codec refuses (an ONLINE or OFFLINE with a body, a name over
+   * 128 bytes, a status message over 1007, a user status that is not one byte below 3, a
+   * typing flag that is not one byte, an empty message or action) is ignored.
+   */
+  #onPacket(f: MessengerFriend, payload: Uint8Array, now: number): void {
+    const r = decodeFriendPacket(payload);
+    if (!r.ok) return;
+    const p = r.value;
     if (!f.online) {
       // Everything before the friend's ONLINE is dropped, as c-toxcore does.
-      if (id === PACKET_ID_ONLINE && body.length === 0) this.#cameOnline(f, now);
+      if (p.kind === "online") this.#cameOnline(f, now);
       return;
     }
-    switch (id) {
-      case PACKET_ID_ONLINE:
-        return;
-      case PACKET_ID_OFFLINE:
-        if (body.length !== 0) return;
+    switch (p.kind) {
+      case "offline":
         f.online = false;
         f.typing = false;
         this.#failReceipts(f, "friend went offline");
@@ -536,46 +568,43 @@ export class Messenger {
           reason: "the friend sent OFFLINE",
         });
         return;
-      case PACKET_ID_NICKNAME:
-        if (body.length > MAX_NAME_LENGTH) return;
-        f.name = decoder.decode(body);
+      case "nickname":
+        f.name = p.name;
         this.#events.push({ type: "friend_name", friend: f.hex, name: f.name });
         return;
-      case PACKET_ID_STATUSMESSAGE:
-        if (body.length > MAX_STATUSMESSAGE_LENGTH) return;
-        f.statusMessage = decoder.decode(body);
+      case "status_message":
+        f.statusMessage = p.text;
         this.#events.push({
           type: "friend_status_message",
           friend: f.hex,
           statusMessage: f.statusMessage,
         });
         return;
-      case PACKET_ID_USERSTATUS:
-        if (body.length !== 1 || body[0] >= USER_STATUSES.length) return;
-        f.userStatus = USER_STATUSES[body[0]];
+      case "user_status":
+        f.userStatus = p.status;
         this.#events.push({ type: "friend_user_status", friend: f.hex, status: f.userStatus });
         return;
-      case PACKET_ID_TYPING:
-        if (body.length !== 1) return;
-        f.typing = body[0] !== 0;
+      case "typing":
+        f.typing = p.typing;
         this.#events.push({ type: "friend_typing", friend: f.hex, typing: f.typing });
         return;
-      case PACKET_ID_MESSAGE:
-      case PACKET_ID_ACTION:
-        if (body.length === 0) return;
+      case "message":
+      case "action":
         f.messagesReceived++;
         this.#events.push({
           type: "friend_message",
           friend: f.hex,
-          kind: id === PACKET_ID_ACTION ? "action" : "normal",
-          text: decoder.decode(body),
+          kind: p.kind === "action" ? "action" : "normal",
+          text: p.text,
         });
         return;
+      case "custom_lossless":
+        // The whole packet, id byte included (tox.h).
+        this.#events.push({ type: "friend_lossless", friend: f.hex, data: p.data });
+        return;
       default:
-        if (id >= CUSTOM_LOSSLESS_FIRST && id <= CUSTOM_LOSSLESS_LAST) {
-          this.#events.push({ type: "friend_lossless", friend: f.hex, data: p });
-        }
-        // Other ids (file transfer, conferences, A/V signalling) are not ours to handle.
+        // ONLINE again, and other ids (file transfer, conferences, A/V signalling): not ours.
+        return;
     }
   }
 
@@ -584,11 +613,16 @@ export class Messenger {
     f.online = true;
     this.#events.push({ type: "friend_online", friend: f.hex });
     const p = this.#profile;
-    const send = (payload: Uint8Array) => this.#fc.sendLossless(f.hex, payload, now, true);
-    send(withId(PACKET_ID_NICKNAME, encoder.encode(p.name)));
-    send(withId(PACKET_ID_STATUSMESSAGE, encoder.encode(p.statusMessage)));
-    send(new Uint8Array([PACKET_ID_USERSTATUS, USER_STATUSES.indexOf(p.userStatus)]));
-    send(new Uint8Array([PACKET_ID_TYPING, f.weAreTyping ? 1 : 0]));
+    const send = (packet: FriendPacket) => {
+      // setName and the like check what they take; the constructor's profile is not checked,
+      // and a part of it the codec refuses (which a peer would drop) is not sent.
+      const payload = encodeUnchecked(packet);
+      if (payload !== null) this.#fc.sendLossless(f.hex, payload, now, true);
+    };
+    send({ kind: "nickname", name: p.name });
+    send({ kind: "status_message", text: p.statusMessage });
+    send({ kind: "user_status", status: p.userStatus });
+    send({ kind: "typing", typing: f.weAreTyping });
   }
 
   #failReceipts(f: MessengerFriend, reason: string): void {

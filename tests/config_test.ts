@@ -58,6 +58,9 @@ const NO_FLAGS: Flags = {
   socketPath: undefined,
   name: undefined,
   logLevel: undefined,
+  capturePath: undefined,
+  keylogPath: undefined,
+  captureSecrets: false,
 };
 
 Deno.test("flags: none given sets nothing", () => {
@@ -119,6 +122,9 @@ Deno.test("flags: all options together", () => {
       socketPath: "/s.sock",
       name: "Bob",
       logLevel: "warn",
+      capturePath: undefined,
+      keylogPath: undefined,
+      captureSecrets: false,
     },
   );
 });
@@ -303,6 +309,9 @@ Deno.test("resolve: defaults when neither flags nor file say anything", () => {
     proxy: null,
     name: null,
     logLevel: "info",
+    capturePath: null,
+    keylogPath: null,
+    captureSecrets: false,
   });
 });
 
@@ -328,6 +337,9 @@ Deno.test("resolve: the file over the defaults", () => {
       proxy: { kind: "socks5", host: "127.0.0.1", port: 9050 },
       name: "FileName",
       logLevel: "warn",
+      capturePath: null,
+      keylogPath: null,
+      captureSecrets: false,
     },
   );
 });
@@ -366,6 +378,9 @@ Deno.test("resolve: flags over the file; relays from flags replace the file's", 
     proxy: { kind: "http", host: "proxy", port: 3128 },
     name: "FlagName",
     logLevel: "debug",
+    capturePath: null,
+    keylogPath: null,
+    captureSecrets: false,
   });
 });
 
@@ -384,6 +399,9 @@ Deno.test("resolve: each setting falls through on its own", () => {
     proxy: null,
     name: "FlagName",
     logLevel: "error",
+    capturePath: null,
+    keylogPath: null,
+    captureSecrets: false,
   });
 });
 
@@ -514,5 +532,29 @@ Deno.test("nodes file: a broken file is a ConfigError naming the file", () => {
     NODES_PATH,
     "nodes[0]",
     "not an IP address or host name",
+  );
+});
+
+Deno.test("flags: --capture, --keylog and --capture-secrets are flags only, checked together", () => {
+  const f = parseFlags(["--capture", "/tmp/c.pcapng", "--keylog", "/tmp/k.log"]);
+  assert.deepEqual([f.capturePath, f.keylogPath, f.captureSecrets], [
+    "/tmp/c.pcapng",
+    "/tmp/k.log",
+    false,
+  ]);
+  assert.equal(parseFlags(["--capture", "c", "--capture-secrets"]).captureSecrets, true);
+  const resolved = resolveConfig(parseFlags(["--keylog", "k"]), NO_FILE, "/data", EMPTY_ENV);
+  assert.deepEqual([resolved.capturePath, resolved.keylogPath, resolved.captureSecrets], [
+    null,
+    "k",
+    false,
+  ]);
+  assert.throws(() => parseFlags(["--capture-secrets"]), /--capture-secrets needs --capture/);
+  assert.throws(() => parseFlags(["--capture", "x", "--keylog", "x"]), /different files/);
+  assert.throws(() => parseFlags(["--capture="]), /--capture needs a file name/);
+  // Never from config.json: a forgotten file must not record anyone.
+  assert.throws(
+    () => parseConfigFile('{"capture":"/tmp/c.pcapng"}', "config.json"),
+    /unknown setting "capture"/,
   );
 });

@@ -1,11 +1,12 @@
 /**
- * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend]
+ * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend,decode]
  *
  * Relay section: zero-loss throughput between two of our relay workers through a real
  * tox-bootstrapd on 127.0.0.1 (64, 1024, 2000-byte DATA), ping RTT percentiles, RSS per
  * relay worker, relay CPU, the noble crypto ceiling, and our own per-packet cost (framing +
  * crypto, no relay). Prints a table and one JSON document.
  */
+import { benchDecode } from "./bench_decode.ts";
 import { parseArgs } from "node:util";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
 import { newKeyPair } from "../daemon/crypto.ts";
@@ -272,6 +273,14 @@ if (import.meta.main) {
     console.log();
     printTable(Object.entries(friend.summary).map(([k, v]) => ({ measure: k, value: v })));
     doc.friend = friend;
+  }
+  if (want("decode")) {
+    console.log("\n== decode (deno task decode vs tshark -r on the same capture) ==");
+    const decode = await benchDecode(quick);
+    printTable(decode.rows);
+    console.log();
+    printTable(Object.entries(decode.summary).map(([k, v]) => ({ measure: k, value: v })));
+    doc.decode = decode;
   }
   console.log("\nJSON " + JSON.stringify(doc));
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(doc, null, 2) + "\n");

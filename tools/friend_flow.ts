@@ -11,7 +11,7 @@ import type { TcpConnectionsConfig } from "../daemon/tcp_connections.ts";
 import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
 import type { FriendConnectionConfig } from "../daemon/friend_connection.ts";
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
-import { CoordinatorHandle } from "../workers/coordinator_handle.ts";
+import { CoordinatorHandle, type CoordinatorObserver } from "../workers/coordinator_handle.ts";
 import type { CoordinatorEvent, CoordinatorStatus } from "../workers/messages.ts";
 import { Fanout } from "./fanout.ts";
 
@@ -22,6 +22,8 @@ export interface FriendEndpointOptions {
   readonly config?: Partial<TcpConnectionsConfig>;
   readonly relayConfig?: Partial<RelayClientConfig>;
   readonly friendConfig?: Partial<FriendConnectionConfig>;
+  /** What the daemon's --capture / --keylog would record (daemon/recorder.ts). */
+  readonly observer?: CoordinatorObserver;
 }
 
 /** One of our daemons' cores: keys, a coordinator Worker, and its events fanned out. */
@@ -35,15 +37,19 @@ export class FriendEndpoint {
   readonly #events = new Fanout<CoordinatorEvent>();
 
   constructor(opts: FriendEndpointOptions = {}) {
-    this.handle = new CoordinatorHandle({
-      self: this.dht,
-      real: this.real,
-      profile: { name: opts.name ?? "deno" },
-      proxy: opts.proxy,
-      config: opts.config,
-      relayConfig: opts.relayConfig,
-      friendConfig: opts.friendConfig,
-    }, this.#events.emit);
+    this.handle = new CoordinatorHandle(
+      {
+        self: this.dht,
+        real: this.real,
+        profile: { name: opts.name ?? "deno" },
+        proxy: opts.proxy,
+        config: opts.config,
+        relayConfig: opts.relayConfig,
+        friendConfig: opts.friendConfig,
+      },
+      this.#events.emit,
+      opts.observer,
+    );
     for (const r of opts.relays ?? []) this.handle.addRelay(r);
   }
 

@@ -64,7 +64,13 @@ self.onmessage = (e: MessageEvent<ToCoordinator>) => {
     }
     if (msg.t === "init") {
       if (runtime !== null) return failed("init", "already initialised");
-      runtime = new CoordinatorRuntime(msg, post, { spawn: spawnViaOwner });
+      runtime = new CoordinatorRuntime(msg, post, {
+        spawn: spawnViaOwner,
+        keylog: (keys) => {
+          const m: FromCoordinator = { t: "keylog", entries: [keys] };
+          self.postMessage(m);
+        },
+      });
       return;
     }
     if (msg.t === "relay_crashed") {

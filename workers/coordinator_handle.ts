@@ -12,11 +12,14 @@ import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import type { MessageKind, Profile } from "../daemon/messenger.ts";
 import { OwnedWorker } from "./owned_worker.ts";
 import { RELAY_WORKER_URL } from "./relay_handle.ts";
+import type { KeylogEntry } from "../daemon/capture/keylog.ts";
 import type {
+  CaptureEvent,
   CoordinatorEvent,
   CoordinatorStatus,
   FromCoordinator,
   PeerPacket,
+  RelayWorkerObservation,
   ToCoordinator,
   ToRelayWorker,
 } from "./messages.ts";
@@ -27,17 +30,31 @@ export type CommandOutcome =
   | { readonly ok: true; readonly result?: unknown }
   | { readonly ok: false; readonly message: string };
 
+/**
+ * Opt-in observers of what the daemon's user asked to record (`--capture`, `--keylog`): the
+ * bytes of every relay socket and the keys of every session. Relay workers report them to
+ * this thread directly, not through the coordinator.
+ */
+export interface CoordinatorObserver {
+  /** `relay` names the relay worker uniquely; its `conn` numbers that worker's sockets. */
+  readonly capture?: (relay: string, events: readonly CaptureEvent[]) => void;
+  readonly keylog?: (entries: readonly KeylogEntry[]) => void;
+}
+
 export class CoordinatorHandle {
   readonly #worker: OwnedWorker<ToCoordinator>;
   #nextId = 1;
   readonly #pending = new Map<number, (s: CoordinatorStatus) => void>();
   readonly #requests = new Map<number, (r: CommandOutcome) => void>();
   readonly #relayWorkers = new Map<number, OwnedWorker<ToRelayWorker>>();
+  readonly #observer: CoordinatorObserver;
 
   constructor(
     init: Omit<Extract<ToCoordinator, { t: "init" }>, "t">,
     onEvents: (events: readonly CoordinatorEvent[]) => void,
+    observer: CoordinatorObserver = {},
   ) {
+    this.#observer = observer;
     this.#worker = new OwnedWorker<ToCoordinator>(
       WORKER_URL,
       "coordinator",
@@ -45,6 +62,7 @@ export class CoordinatorHandle {
         const msg = data as FromCoordinator;
         if (msg.t === "relay_spawn") return this.#spawnRelay(msg.id, msg.name, msg.port);
         if (msg.t === "relay_release") return this.#releaseRelay(msg.id);
+        if (msg.t === "keylog") return observer.keylog?.(msg.entries);
         const rest: CoordinatorEvent[] = [];
         for (const ev of msg.events) {
           if (ev.type === "shutdown") {
@@ -78,7 +96,7 @@ export class CoordinatorHandle {
         }]);
       },
     );
-    this.#post({ t: "init", ...init });
+    this.#post({ t: "init", ...init, keylog: observer.keylog !== undefined });
   }
 
   #post(msg: ToCoordinator): void {
@@ -113,17 +131,24 @@ export class CoordinatorHandle {
   }
 
   #spawnRelay(id: number, name: string, port: MessagePort): void {
+    const { capture, keylog } = this.#observer;
     const worker = new OwnedWorker<ToRelayWorker>(
       RELAY_WORKER_URL,
       name,
-      () => {}, // it speaks over the port; nothing comes this way
+      // The protocol goes over the port; only observations come this way.
+      (data) => {
+        const msg = data as RelayWorkerObservation;
+        if (msg?.t === "capture") capture?.(`${name}#${id}`, msg.events);
+        else if (msg?.t === "keylog") keylog?.(msg.entries);
+      },
       (message) => {
         this.#releaseRelay(id);
         this.#post({ t: "relay_crashed", id, message });
       },
     );
     this.#relayWorkers.set(id, worker);
-    worker.post({ t: "attach", port }, [port]);
+    const observe = { capture: capture !== undefined, keylog: keylog !== undefined };
+    worker.post({ t: "attach", port, observe }, [port]);
   }
 
   #releaseRelay(id: number): void {

@@ -7,6 +7,7 @@
  * `send_refused` event (with `writable` to follow), so the coordinator's memory is bounded
  * by the relays' send windows, whatever the owner or the relays do.
  */
+import type { NetCryptoKeys } from "../daemon/capture/keylog.ts";
 import { systemRandom, toHex } from "../daemon/crypto.ts";
 import { Messenger } from "../daemon/messenger.ts";
 import { type RelayAction, TcpConnections } from "../daemon/tcp_connections.ts";
@@ -69,6 +70,8 @@ export interface CoordinatorRuntimeOptions {
   readonly clock?: () => number;
   readonly random?: RandomBytes;
   readonly spawn?: RelaySpawner;
+  /** Where new net_crypto session keys go when `init.keylog` is set. */
+  readonly keylog?: (keys: NetCryptoKeys) => void;
 }
 
 export class CoordinatorRuntime {
@@ -117,6 +120,7 @@ export class CoordinatorRuntime {
         tcp: this.#core,
         profile: init.profile,
         config: init.friendConfig,
+        keylog: init.keylog ? opts.keylog : undefined,
       })
       : null;
   }

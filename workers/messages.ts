@@ -5,6 +5,7 @@
  * postMessage carries many sends or many events, because a cross-worker message costs far
  * more than sealing a packet (design.md: ~143k one-way messages/s vs ~65k seals/s).
  */
+import type { KeylogEntry } from "../daemon/capture/keylog.ts";
 import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import type { RelayAddress } from "../daemon/relay_address.ts";
 import type {
@@ -61,7 +62,51 @@ export type ToRelayWorker =
    * to start in Deno 2.9 (twice ~500 ms: to run, then to see its first message), one spawned
    * by main about 40 ms.
    */
-  | { readonly t: "attach"; readonly port: MessagePort };
+  | { readonly t: "attach"; readonly port: MessagePort; readonly observe?: RelayObserve };
+
+/**
+ * What the relay worker's creator (main, where the capture and key log files are) wants to
+ * see besides the protocol: sent to the creator itself, never over the attach port.
+ */
+export interface RelayObserve {
+  /** Every byte read from and written to the socket (`capture` messages). */
+  readonly capture: boolean;
+  /** The session keys after each handshake (`keylog` messages). */
+  readonly keylog: boolean;
+}
+
+/**
+ * One socket's life as the capture sees it. `conn` numbers the worker's connection attempts
+ * (a stall reconnect is a new TCP connection). Times are epoch milliseconds with sub-ms
+ * precision. Endpoints are those of the real socket: the proxy's when one is set.
+ */
+export type CaptureEvent =
+  | {
+    readonly c: "open";
+    readonly conn: number;
+    readonly local: { readonly addr: string; readonly port: number };
+    readonly remote: { readonly addr: string; readonly port: number };
+    readonly at: number;
+  }
+  | {
+    readonly c: "data";
+    readonly conn: number;
+    readonly from: "client" | "server";
+    readonly bytes: Uint8Array;
+    readonly at: number;
+  }
+  | {
+    readonly c: "close";
+    readonly conn: number;
+    readonly by: "client" | "server";
+    readonly reset: boolean;
+    readonly at: number;
+  };
+
+/** Relay worker → its creator (not the attach port): capture and key log only. */
+export type RelayWorkerObservation =
+  | { readonly t: "capture"; readonly events: readonly CaptureEvent[] }
+  | { readonly t: "keylog"; readonly entries: readonly KeylogEntry[] };
 
 /** Events the worker adds to the relay client's own. */
 export type RelayWorkerEvent =
@@ -146,6 +191,8 @@ type CoordinatorCommand =
     readonly real?: { readonly publicKey: Uint8Array; readonly secretKey: Uint8Array };
     readonly profile?: Partial<Profile>;
     readonly friendConfig?: Partial<FriendConnectionConfig>;
+    /** Report every net_crypto session key (`keylog` messages): the user's `--keylog`. */
+    readonly keylog?: boolean;
   }
   | { readonly t: "relay_add"; readonly relay: RelayAddress; readonly proxy?: ProxyConfig }
   /** A relay Worker spawned for a `relay_spawn` died; its events end with `crashed`. */
@@ -280,4 +327,6 @@ export type FromCoordinator =
    */
   | { readonly t: "relay_spawn"; readonly id: number; readonly name: string; port: MessagePort }
   /** The coordinator is done with relay worker `id` (it has shut down, or would not). */
-  | { readonly t: "relay_release"; readonly id: number };
+  | { readonly t: "relay_release"; readonly id: number }
+  /** New net_crypto session keys, for the opt-in key log (only after `init.keylog`). */
+  | { readonly t: "keylog"; readonly entries: readonly KeylogEntry[] };

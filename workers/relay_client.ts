@@ -3,10 +3,12 @@
  * Relay Worker entry: one Worker per TCP relay connection. It owns the socket (sockets
  * cannot move between workers) and speaks the typed protocol of messages.ts with its owner.
  */
-import { RelayConnection } from "./relay_connection.ts";
+import { RelayConnection, type RelayObserver } from "./relay_connection.ts";
 import {
   type FromRelayWorker,
+  type RelayObserve,
   type RelayWorkerEvent,
+  type RelayWorkerObservation,
   type ToRelayWorker,
   transferablesOf,
 } from "./messages.ts";
@@ -14,6 +16,17 @@ import {
 let connection: RelayConnection | null = null;
 /** Set by `attach`: the owner's port, when the thread driving us is not the one that spawned us. */
 let port: MessagePort | null = null;
+/** What our creator asked to observe (`attach`); it hears it directly, not over the port. */
+let observer: RelayObserver | undefined;
+
+function observe(what: RelayObserve): RelayObserver | undefined {
+  if (!what.capture && !what.keylog) return undefined;
+  const tell = (msg: RelayWorkerObservation) => self.postMessage(msg);
+  return {
+    capture: what.capture ? (events) => tell({ t: "capture", events }) : undefined,
+    keylog: what.keylog ? (entry) => tell({ t: "keylog", entries: [entry] }) : undefined,
+  };
+}
 
 function post(events: RelayWorkerEvent[]): void {
   const msg: FromRelayWorker = { t: "events", events };
@@ -45,11 +58,12 @@ function handle(msg: ToRelayWorker): void {
     if (!(msg.port instanceof MessagePort)) return badCommand("attach needs a MessagePort");
     port = msg.port;
     port.onmessage = onCommand;
+    if (msg.observe) observer = observe(msg.observe);
     return;
   }
   if (msg.t === "connect") {
     if (connection !== null) return badCommand("already connected; one relay per worker");
-    connection = new RelayConnection(msg, post);
+    connection = new RelayConnection(msg, post, undefined, observer);
     connection.start();
     return;
   }

@@ -9,9 +9,21 @@ import { fromHex, systemRandom } from "../daemon/crypto.ts";
 import { RelayClient } from "../daemon/tcp/relay_client.ts";
 import { formatProxyUrl } from "../daemon/tcp/proxy.ts";
 import { DeadlineTimer } from "./deadline_timer.ts";
-import type { RelaySendItem, RelayWorkerEvent, ToRelayWorker } from "./messages.ts";
+import type { TcpSessionKeys } from "../daemon/capture/keylog.ts";
+import type { CaptureEvent, RelaySendItem, RelayWorkerEvent, ToRelayWorker } from "./messages.ts";
 
 type ConnectCommand = Extract<ToRelayWorker, { t: "connect" }>;
+
+/** The opt-in capture and key log (`--capture`, `--keylog`): off unless given. */
+export interface RelayObserver {
+  readonly capture?: (events: CaptureEvent[]) => void;
+  readonly keylog?: (entry: TcpSessionKeys) => void;
+}
+
+/** Epoch milliseconds with sub-millisecond precision, for capture timestamps. */
+function wallClock(): number {
+  return performance.timeOrigin + performance.now();
+}
 
 const READ_BUFFER = 64 * 1024;
 
@@ -31,12 +43,19 @@ export class RelayConnection {
   /** dataPacketsSent of the current client already reported as credit. */
   #creditedSent = 0;
   #tasks = new Set<Promise<unknown>>();
+  readonly #observer: RelayObserver | undefined;
+  #captureBox: CaptureEvent[] = [];
+  /** Sockets opened so far; the open one's number while the capture sees it open. */
+  #sockets = 0;
+  #captured: number | null = null;
 
   constructor(
     cmd: ConnectCommand,
     emit: (events: RelayWorkerEvent[]) => void,
     clock: () => number = () => performance.now(),
+    observer?: RelayObserver,
   ) {
+    this.#observer = observer;
     this.#cmd = cmd;
     this.#emit = emit;
     this.#clock = clock;
@@ -93,6 +112,7 @@ export class RelayConnection {
     }
     conn.setNoDelay(true);
     this.#conn = conn;
+    this.#captureOpen(conn);
     this.#push({ type: "tcp_connected", connectMs: this.#clock() - t0 });
     client.transportConnected(this.#clock());
     this.#afterCore();
@@ -106,15 +126,18 @@ export class RelayConnection {
         const n = await conn.read(buf);
         if (client !== this.#client || client.state === "disconnected") return;
         if (n === null) {
+          this.#captureClose("server", false);
           client.transportClosed();
           this.#afterCore();
           return;
         }
+        if (this.#captured !== null) this.#captureData("server", buf.subarray(0, n));
         client.receive(buf.subarray(0, n), this.#clock());
         this.#afterCore();
       }
     } catch (e) {
       if (client === this.#client && client.state !== "disconnected") {
+        this.#captureClose("server", true);
         client.transportClosed(`read: ${errorText(e)}`);
         this.#afterCore();
       }
@@ -132,6 +155,9 @@ export class RelayConnection {
       conn.write(chunk).then(
         (n) => {
           this.#writing = false;
+          if (this.#captured !== null && conn === this.#conn) {
+            this.#captureData("client", chunk.subarray(0, n));
+          }
           if (client !== this.#client) return;
           client.written(n, this.#clock());
           this.#afterCore();
@@ -157,6 +183,10 @@ export class RelayConnection {
       if (e.type === "closed") closed = e;
     }
     if (events.length > 0) this.#push(...events);
+    if (this.#observer?.keylog && events.some((e) => e.type === "confirmed")) {
+      const keys = client.sessionKeys();
+      if (keys !== null) this.#observer.keylog(keys);
+    }
     if (closed !== null) {
       this.#dropSocket();
       if (
@@ -188,6 +218,7 @@ export class RelayConnection {
   #dropSocket(): void {
     const conn = this.#conn;
     this.#conn = null;
+    if (conn) this.#captureClose("client", false);
     if (conn) {
       try {
         conn.close();
@@ -207,8 +238,50 @@ export class RelayConnection {
     }
   }
 
+  // ---- the opt-in capture: what this socket really carried, copied as it goes ----------
+
+  #captureOpen(conn: Deno.TcpConn): void {
+    this.#sockets++;
+    if (this.#observer?.capture === undefined) return;
+    const l = conn.localAddr as Deno.NetAddr;
+    const r = conn.remoteAddr as Deno.NetAddr;
+    this.#captured = this.#sockets;
+    this.#captureBox.push({
+      c: "open",
+      conn: this.#sockets,
+      local: { addr: l.hostname, port: l.port },
+      remote: { addr: r.hostname, port: r.port },
+      at: wallClock(),
+    });
+    this.#scheduleFlush();
+  }
+
+  #captureData(from: "client" | "server", bytes: Uint8Array): void {
+    if (this.#captured === null || bytes.length === 0) return;
+    this.#captureBox.push({
+      c: "data",
+      conn: this.#captured,
+      from,
+      bytes: bytes.slice(),
+      at: wallClock(),
+    });
+    this.#scheduleFlush();
+  }
+
+  #captureClose(by: "client" | "server", reset: boolean): void {
+    if (this.#captured === null) return;
+    this.#captureBox.push({ c: "close", conn: this.#captured, by, reset, at: wallClock() });
+    this.#captured = null;
+    this.#scheduleFlush();
+  }
+
   #flush(): void {
     this.#flushQueued = false;
+    if (this.#captureBox.length > 0) {
+      const box = this.#captureBox;
+      this.#captureBox = [];
+      this.#observer?.capture?.(box);
+    }
     const sent = this.#client?.dataPacketsSent ?? 0;
     if (sent !== this.#creditedSent) {
       this.#outbox.push({ type: "sent", packets: sent - this.#creditedSent });

@@ -16,6 +16,7 @@
  * The connection never touches a socket: it hands sealed packets to its host, which answers
  * sent / congested / unreachable, and it asks for nothing but `now`.
  */
+import type { NetCryptoKeys } from "../capture/keylog.ts";
 import {
   bytesEqual,
   incrementNonce,
@@ -104,6 +105,8 @@ export interface CryptoHost {
   /** The peer acknowledged new data (TCP_connections scores the relay that carried it). */
   delivered(dhtPublicKey: Uint8Array): void;
   emit(event: CryptoEvent): void;
+  /** The opt-in key log, told of every session key (see capture/keylog.ts). */
+  readonly keylog?: (keys: NetCryptoKeys) => void;
 }
 
 export interface CryptoConnectionConfig {
@@ -552,7 +555,21 @@ export class CryptoConnection {
   /** The peer's nonce and session key; answer with our handshake when we had not sent one. */
   #adoptHandshake(hs: OpenedHandshake, now: number, answer: boolean): void {
     this.#recvNonce = hs.baseNonce.slice();
-    this.#sharedKey = precompute(hs.sessionPublicKey, this.#session.secretKey);
+    const sharedKey = precompute(hs.sessionPublicKey, this.#session.secretKey);
+    const rekeyed = this.#sharedKey === null || !bytesEqual(sharedKey, this.#sharedKey);
+    this.#sharedKey = sharedKey;
+    if (rekeyed && this.#host.keylog) {
+      this.#host.keylog({
+        kind: "net_crypto",
+        selfDhtPublicKey: this.#host.dhtPublicKey.slice(),
+        peerDhtPublicKey: this.#dhtPublicKey.slice(),
+        selfRealPublicKey: this.#host.realKeys.publicKey.slice(),
+        peerRealPublicKey: this.peerRealPublicKey.slice(),
+        sessionKey: sharedKey.slice(),
+        selfNonce: this.#sentNonce.slice(),
+        peerNonce: hs.baseNonce.slice(),
+      });
+    }
     const entering = this.#state !== "not_confirmed";
     this.#setState("not_confirmed");
     if (answer) this.#setTemp(this.#makeHandshake(hs.cookie, now), now);

@@ -9,6 +9,7 @@
  * - A handshake with no session is a peer dialling us: it is opened without an expected key
  *   and offered to the layer above (friend_connection accepts friends only).
  */
+import type { NetCryptoKeys } from "../capture/keylog.ts";
 import { fromHex, type KeyPair, precompute, type RandomBytes, toHex } from "../crypto.ts";
 import {
   CryptoConnection,
@@ -62,6 +63,11 @@ export interface NetCryptoOptions {
    */
   readonly accept: (peer: string, dhtPublicKey: Uint8Array, source: PacketSource) => boolean;
   readonly config?: Partial<CryptoConnectionConfig>;
+  /**
+   * The opt-in key log: called with each new session key (never set unless the user asked
+   * for `--keylog`).
+   */
+  readonly keylog?: (keys: NetCryptoKeys) => void;
   /** Cookie responses per second at most (each costs an X25519 for a new key). */
   readonly cookieRatePerSecond?: number;
 }
@@ -130,6 +136,7 @@ export class NetCrypto {
       transmit: (dhtPk, packet, expectsAck) => this.#transmit(dhtPk, packet, expectsAck),
       delivered: (pk) => opts.transport.delivered(pk),
       emit: (e) => this.#onEvent(e),
+      keylog: opts.keylog,
     };
   }
 

@@ -38,6 +38,7 @@ import {
 } from "./packets.ts";
 import { DEFAULT_PACER, frameCharge, Pacer, type PacerConfig } from "./pacer.ts";
 import { type ProxyKind, ProxyNegotiation, type ProxyTarget } from "./proxy.ts";
+import type { TcpSessionKeys } from "../capture/keylog.ts";
 
 export type RelayState = "connecting" | "proxy" | "unconfirmed" | "confirmed" | "disconnected";
 
@@ -235,6 +236,8 @@ export class RelayClient {
   #proxy: ProxyNegotiation | null = null;
   #pendingHandshake: PendingClientHandshake | null = null;
   #session: SecureSession | null = null;
+  #handshakeNonce: Uint8Array | null = null;
+  #sessionKeys: TcpSessionKeys | null = null;
   #reader = new FrameReader();
   #scratchIn = newFrameScratch();
   #scratchOut = newFrameScratch();
@@ -298,9 +301,12 @@ export class RelayClient {
     return this.#state === "confirmed";
   }
 
-  /** The session keys, for the opt-in key log (never logged otherwise). */
-  get session(): SecureSession | null {
-    return this.#session;
+  /**
+   * What decrypts this session in a capture, copied at the handshake before any nonce moved:
+   * for the opt-in key log only (nothing else reads it).
+   */
+  sessionKeys(): TcpSessionKeys | null {
+    return this.#sessionKeys;
   }
 
   // ---- socket events ------------------------------------------------------------------
@@ -374,6 +380,14 @@ export class RelayClient {
         return;
       }
       this.#session = session;
+      this.#sessionKeys = {
+        kind: "tcp_session",
+        handshakeNonce: this.#handshakeNonce!,
+        relayPublicKey: this.relayPublicKey.slice(),
+        sessionKey: session.sharedKey.slice(),
+        clientNonce: session.sendNonce.slice(),
+        relayNonce: session.recvNonce.slice(),
+      };
       this.#state = "confirmed";
       this.#emit({ type: "confirmed", handshakeMs: now - this.#connectedAt });
       // A relay confirms a client on its first valid frame; c-toxcore sends a PING at once,
@@ -763,6 +777,7 @@ export class RelayClient {
       return;
     }
     this.#pendingHandshake = hs.pending;
+    this.#handshakeNonce = hs.packet.slice(32, 56);
     this.#rawOut.push(hs.packet);
     this.#state = "unconfirmed";
   }

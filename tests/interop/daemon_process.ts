@@ -4,6 +4,7 @@
  * command line, as a user or a script would.
  */
 import { type Bootstrapd, trackHarnessProcess } from "./harness.ts";
+import type { ControlClient, ControlEvent } from "../../tools/ctl.ts";
 
 /** A relay as `--relay` and `ctl relay add` take it. */
 export const spec = (b: Bootstrapd) => `${b.relay.host}:${b.relay.port}:${b.relay.publicKey}`;
@@ -152,4 +153,27 @@ export async function daemonOnce(args: string[]): Promise<{ code: number; output
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, output: dec.decode(out.stdout) + dec.decode(out.stderr) };
+}
+
+/** The first event matching `pred`, within `ms`. */
+export async function nextEvent(
+  client: ControlClient,
+  pred: (e: ControlEvent) => boolean,
+  ms: number,
+  what: string,
+): Promise<ControlEvent> {
+  const it = client.events();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    while (true) {
+      const r = await Promise.race([it.next(), late]);
+      if (r.done) throw new Error(`${what}: the event stream ended`);
+      if (pred(r.value)) return r.value;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { newKeyPair, toHex } from "../../daemon/crypto.ts";
 import { toxId } from "../../daemon/identity.ts";
-import { ControlClient, type ControlEvent } from "../../tools/ctl.ts";
+import { ControlClient } from "../../tools/ctl.ts";
 import { interopTest, startBootstrapd } from "./harness.ts";
-import { ctl, ctlJson, daemonOnce, DaemonProcess, spec } from "./daemon_process.ts";
+import { ctl, ctlJson, daemonOnce, DaemonProcess, nextEvent, spec } from "./daemon_process.ts";
 
 interface Self {
   address: string;
@@ -22,29 +22,6 @@ async function privateDir(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "toxtcp-daemon-test-" });
   await Deno.chmod(dir, 0o700);
   return dir;
-}
-
-/** The first event matching `pred`, within `ms`. */
-async function nextEvent(
-  client: ControlClient,
-  pred: (e: ControlEvent) => boolean,
-  ms: number,
-  what: string,
-): Promise<ControlEvent> {
-  const it = client.events();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  try {
-    while (true) {
-      const r = await Promise.race([it.next(), late]);
-      if (r.done) throw new Error(`${what}: the event stream ended`);
-      if (pred(r.value)) return r.value;
-    }
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 interopTest(

@@ -905,3 +905,50 @@ export function startTinyproxy(): Promise<Proxy> {
     return { args: ["-d", "-c", conf], dir, logFile: `${dir}/tinyproxy.log` };
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// tcpdump
+
+export interface Tcpdump {
+  readonly pid: number;
+  readonly file: string;
+  log(): string;
+  /** SIGTERM (tcpdump then writes out what it holds), reap. Idempotent. */
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * tcpdump on the loopback interface writing `file` (pcap), packet-buffered (-U) so the file
+ * is complete once it exits, for `filter` (a BPF expression such as "tcp port 33445").
+ * Ready once it says it is listening.
+ */
+export async function startTcpdump(file: string, filter: string): Promise<Tcpdump> {
+  const log = new OutputLog();
+  const args = ["-i", "lo", "-n", "-U", "-s", "0", "-w", file, filter];
+  const r = await spawnUntilReady(
+    "tcpdump",
+    args,
+    log,
+    () => Promise.resolve(/listening on/.test(log.text())),
+    START_TIMEOUT_MS,
+  );
+  if (!("proc" in r)) throw new Error(`tcpdump failed to start: ${r.error}\n${tail(log.text())}`);
+  const proc = r.proc;
+  let stopping: Promise<void> | null = null;
+  const t: Tcpdump & Stoppable = {
+    pid: proc.pid,
+    file,
+    log: () => log.text(),
+    describe: () => `tcpdump pid ${proc.pid} writing ${file}`,
+    stop() {
+      stopping ??= proc.terminate(STOP_GRACE_MS).then(() => void running.delete(t));
+      return stopping;
+    },
+    [Symbol.asyncDispose]() {
+      return this.stop();
+    },
+  };
+  running.add(t);
+  return t;
+}
