@@ -7,6 +7,7 @@ import { codecError, type Decoded, decoded, EncodeError } from "./codec.ts";
 import { fromHex, PUBLIC_KEY_SIZE, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import { parseIpLiteral } from "./tcp/proxy.ts";
+import { formatIPv4, formatIPv6 } from "./ip_text.ts";
 
 export const TOX_AF_INET = 2;
 export const TOX_AF_INET6 = 10;
@@ -24,42 +25,11 @@ export interface PackedNode {
   readonly publicKey: Uint8Array;
 }
 
-function formatIpv4(b: Uint8Array, o: number): string {
-  return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
-}
-
-/** RFC 5952: longest run (2+) of zero groups as "::", first one on a tie; ::ffff:a.b.c.d. */
-function formatIpv6(b: Uint8Array): string {
-  const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((b[i] << 8) | b[i + 1]);
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
-    return `::ffff:${formatIpv4(b, 12)}`;
-  }
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(":");
-  if (bestAt === -1) return hex(words);
-  return `${hex(words.slice(0, bestAt))}::${hex(words.slice(bestAt + bestLen))}`;
-}
-
 /** The canonical text of an IP literal, or null for a host name. */
 function canonicalHost(host: string): string | null {
   const ip = parseIpLiteral(host);
   if (ip === null) return null;
-  return ip.family === 4 ? formatIpv4(ip.bytes, 0) : formatIpv6(ip.bytes);
+  return ip.family === 4 ? formatIPv4(ip.bytes, 0) : formatIPv6(ip.bytes);
 }
 
 /** Pack nodes back to back. Throws EncodeError for a host name, a bad port or a bad key. */
@@ -136,7 +106,7 @@ export function decodePackedNodes(
     const portAt = o + 1 + addressSize;
     nodes.push({
       transport: type === TOX_TCP_INET || type === TOX_TCP_INET6 ? "tcp" : "udp",
-      host: addressSize === 4 ? formatIpv4(address, 0) : formatIpv6(address),
+      host: addressSize === 4 ? formatIPv4(address, 0) : formatIPv6(address),
       port: (bytes[portAt] << 8) | bytes[portAt + 1],
       publicKey: bytes.slice(portAt + 2, portAt + 2 + PUBLIC_KEY_SIZE),
     });

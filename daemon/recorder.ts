@@ -5,10 +5,16 @@
  * Wireshark can follow the streams) and a key log (capture/keylog.ts).
  *
  * Both files are 0600: the capture holds who talked to whom and when, the key log the secrets.
+ *
+ * Frames wait KEY_DELAY_MS before they go to the capture file, while key log lines go at once:
+ * a session's key is known only after its peer's handshake has been processed, and by then
+ * the relay worker may already have recorded the peer's first data packets. The delay puts
+ * each Decryption Secrets Block before the frames it opens, as pcapng readers expect.
  * Writes are queued and written in order by one task; the queue is bounded, and when a disk
  * cannot keep up, capture frames (never key log lines) are dropped, counted and reported:
  * the capture then shows a gap where they were, which the decoder reports as such.
  */
+import { concatAll } from "./codec.ts";
 import {
   formatKeylogEntry,
   KEYLOG_HEADER,
@@ -28,8 +34,10 @@ import type { CaptureEvent } from "../workers/messages.ts";
 import type { CoordinatorObserver } from "../workers/coordinator_handle.ts";
 
 const LINKTYPE_ETHERNET = 1;
-/** Capture bytes allowed to wait for the disk before frames are dropped. */
+/** Capture bytes allowed to wait (for their keys, then the disk) before frames are dropped. */
 const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+/** How long a frame is held back so the keys that open it can be written before it. */
+export const KEY_DELAY_MS = 1_000;
 
 export interface RecorderOptions {
   readonly capturePath: string | null;
@@ -76,19 +84,11 @@ class OrderedFile {
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
-        const parts = this.#queue;
+        const all = concatAll(this.#queue);
         this.#queue = [];
-        let n = 0;
-        for (const p of parts) n += p.length;
-        const all = new Uint8Array(n);
-        let o = 0;
-        for (const p of parts) {
-          all.set(p, o);
-          o += p.length;
-        }
         for (let off = 0; off < all.length;) off += await this.#file.write(all.subarray(off));
-        this.#queued -= n;
-        this.written += n;
+        this.#queued -= all.length;
+        this.written += all.length;
       }
     } catch (e) {
       this.#error = e;
@@ -132,6 +132,10 @@ export class Recorder {
   #streamsSeen = 0;
   #warnedDrop = false;
   #warnedFail = false;
+  /** Frames waiting out KEY_DELAY_MS: the block and when it came (performance.now()). */
+  #held: { block: Uint8Array; at: number }[] = [];
+  #heldBytes = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(
     capture: OrderedFile | null,
@@ -143,6 +147,21 @@ export class Recorder {
     this.#keylog = keylog;
     this.#secretsInCapture = secretsInCapture;
     this.#log = log;
+    if (capture !== null) this.#timer = setInterval(() => this.#release(false), 100);
+  }
+
+  /** Frames that have waited long enough (all of them when `all`) go to the file. */
+  #release(all: boolean): void {
+    const file = this.#capture;
+    if (file === null || this.#held.length === 0) return;
+    const due = performance.now() - KEY_DELAY_MS;
+    let n = 0;
+    while (n < this.#held.length && (all || this.#held[n].at <= due)) {
+      file.append(this.#held[n].block);
+      this.#heldBytes -= this.#held[n].block.length;
+      n++;
+    }
+    if (n > 0) this.#held = this.#held.slice(n);
   }
 
   /** null when neither file was asked for. Throws (a start error) if a file cannot be opened. */
@@ -226,8 +245,9 @@ export class Recorder {
     const file = this.#capture!;
     this.#checkFailed(file, "capture");
     const ts = timestampFromMs(atMs);
+    const now = performance.now();
     for (const f of frames) {
-      if (file.queuedBytes > MAX_QUEUED_BYTES) {
+      if (file.queuedBytes + this.#heldBytes > MAX_QUEUED_BYTES) {
         this.#framesDropped++;
         if (!this.#warnedDrop) {
           this.#warnedDrop = true;
@@ -235,7 +255,9 @@ export class Recorder {
         }
         continue;
       }
-      file.append(enhancedPacketBlock(0, ts, f));
+      const block = enhancedPacketBlock(0, ts, f);
+      this.#held.push({ block, at: now });
+      this.#heldBytes += block.length;
       this.#framesWritten++;
     }
   }
@@ -273,6 +295,8 @@ export class Recorder {
 
   /** After the coordinator has closed (its relays' last bytes are in): write out and close. */
   async close(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#release(true);
     await this.#capture?.close();
     await this.#keylog?.close();
     if (this.#framesDropped > 0) {

@@ -27,16 +27,7 @@ import {
   TCP_SYN,
   type TcpSegment,
 } from "../daemon/capture/types.ts";
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+import { concatBytes as concat } from "../daemon/codec.ts";
 
 const u16 = (v: number) => Uint8Array.of(v >> 8, v & 0xff);
 const enc = new TextEncoder();

@@ -15,6 +15,7 @@ import {
 } from "../daemon/capture/pcapng_writer.ts";
 import { SyntheticTcpStream } from "../daemon/capture/tcp_synth.ts";
 import type { CapturePacket, CaptureRecord, Timestamp } from "../daemon/capture/types.ts";
+import { seededUnit as rng } from "../tools/seeded_random.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Builders
@@ -658,18 +659,6 @@ Deno.test("truncated at every byte: the records before, then one error at the ri
     }
   }
 });
-
-/** A seeded PRNG (mulberry32): the same cases on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 Deno.test("chunked pushing gives the records of one push; views stay valid", () => {
   const rand = rng(7);

@@ -16,22 +16,11 @@ import {
   type TcpSegment,
   type Timestamp,
 } from "../daemon/capture/types.ts";
+import { seededUnit as prng } from "../tools/seeded_random.ts";
 
 const EMPTY = new Uint8Array(0);
 const CLIENT: Endpoint = { addr: "192.0.2.10", port: 50000 };
 const SERVER: Endpoint = { addr: "198.51.100.7", port: 33445 };
-
-/** mulberry32: small, seeded, good enough to shuffle segments reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(n: number, rand: () => number): Uint8Array {
   const b = new Uint8Array(n);

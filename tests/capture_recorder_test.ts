@@ -90,7 +90,7 @@ Deno.test("recorder: our own capture and key log open every layer, message text 
     const kinds: string[] = [];
     for (let r = reader.next(); r !== null; r = reader.next()) kinds.push(r.kind);
     assert.ok(!kinds.includes("error"));
-    assert.ok(kinds.indexOf("secrets") > 0 && kinds.includes("packet"));
+    assert.ok(kinds.includes("secrets") && kinds.includes("packet"));
 
     for (const args of [[], ["--keylog", `${dir}/keys.log`]]) {
       const r = await decodeJson([`${dir}/alice.pcapng`, ...args]);

@@ -4,7 +4,7 @@
  * its boundary, and friend_connection.ts and messenger.ts export the codec's own ids and limits.
  */
 import assert from "node:assert/strict";
-import { type Decoded, EncodeError } from "../daemon/codec.ts";
+import { EncodeError } from "../daemon/codec.ts";
 import * as fc from "../daemon/friend_connection.ts";
 import * as fp from "../daemon/friend_packets.ts";
 import {
@@ -20,18 +20,9 @@ import {
 import * as messenger from "../daemon/messenger.ts";
 import { encodeRequestPacket, MAX_CRYPTO_DATA_SIZE } from "../daemon/net_crypto/packets.ts";
 import { encodePackedNodes, type PackedNode } from "../daemon/packed_node.ts";
+import { fails, ok } from "./support/decoded.ts";
 
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);
-
-function ok<T>(r: Decoded<T>, what = "decode"): T {
-  if (!r.ok) assert.fail(`${what} failed: ${r.error.code} ${r.error.message}`);
-  return r.value;
-}
-
-function fails<T>(r: Decoded<T>, code: string, what: string): void {
-  assert.ok(!r.ok, `${what}: expected ${code}, but it decoded`);
-  assert.equal(r.error.code, code, `${what}: ${r.error.message}`);
-}
 
 const withId = (id: number, body: Uint8Array | number[]) => Uint8Array.of(id, ...body);
 const ascii = (n: number, ch = "a") => ch.repeat(n);

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { sha512 } from "@noble/hashes/sha2.js";
-import { type Decoded, EncodeError } from "../daemon/codec.ts";
+import { EncodeError } from "../daemon/codec.ts";
 import {
   CryptoError,
   fromHex,
@@ -58,6 +58,8 @@ import {
   sealDataPacket,
   walkRequestPacket,
 } from "../daemon/net_crypto/packets.ts";
+import { seededUnit as prng } from "../tools/seeded_random.ts";
+import { fails, ok } from "./support/decoded.ts";
 
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);
 const fill = (byte: number, n: number) => new Uint8Array(n).fill(byte);
@@ -68,30 +70,6 @@ function flipped(b: Uint8Array, at: number): Uint8Array {
   const c = b.slice();
   c[at] ^= 0x01;
   return c;
-}
-
-function ok<T>(r: Decoded<T>, what = "decode"): T {
-  if (!r.ok) assert.fail(`${what} failed: ${r.error.code} ${r.error.message}`);
-  return r.value;
-}
-
-function fails<T>(r: Decoded<T>, code: string, what: string): string {
-  assert.ok(!r.ok, `${what}: expected ${code}, but it decoded`);
-  assert.equal(r.error.code, code, `${what}: ${r.error.message}`);
-  assert.ok(r.error.message.length > 0);
-  return r.error.message;
-}
-
-/** Deterministic PRNG (mulberry32) so a failing property run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---- constants (§2, §4, §8) ----

@@ -3,7 +3,7 @@
  * layout) and §2.2 (ip_is_local): exact bytes, lists, limits, malformed input.
  */
 import assert from "node:assert/strict";
-import { type Decoded, EncodeError } from "../daemon/codec.ts";
+import { EncodeError } from "../daemon/codec.ts";
 import { toHex } from "../daemon/crypto.ts";
 import {
   decodePackedNodes,
@@ -19,21 +19,12 @@ import {
   TOX_TCP_INET,
   TOX_TCP_INET6,
 } from "../daemon/packed_node.ts";
+import { fails, ok } from "./support/decoded.ts";
 
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);
 const PK1 = seq(0x20, 32);
 const PK2 = seq(0x60, 32);
 const PK3 = seq(0xa0, 32);
-
-function ok<T>(r: Decoded<T>, what = "decode"): T {
-  if (!r.ok) assert.fail(`${what} failed: ${r.error.code} ${r.error.message}`);
-  return r.value;
-}
-
-function fails<T>(r: Decoded<T>, code: string, what: string): void {
-  assert.ok(!r.ok, `${what}: expected ${code}, but it decoded`);
-  assert.equal(r.error.code, code, `${what}: ${r.error.message}`);
-}
 
 const V4_TCP: PackedNode = { transport: "tcp", host: "192.168.1.10", port: 33445, publicKey: PK1 };
 const V6_TCP: PackedNode = { transport: "tcp", host: "2001:db8::1", port: 443, publicKey: PK2 };

@@ -34,21 +34,8 @@ import {
 import { SyntheticTcpStream } from "../daemon/capture/tcp_synth.ts";
 import { formatKeylogEntry, KEYLOG_HEADER, type KeylogEntry } from "../daemon/capture/keylog.ts";
 import type { Timestamp } from "../daemon/capture/types.ts";
-
-export function seededRandom(seed: number): RandomBytes {
-  let s = seed >>> 0;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      s = (s + 0x6d2b79f5) >>> 0;
-      let t = s;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      out[i] = (t ^ (t >>> 14)) & 0xff;
-    }
-    return out;
-  };
-}
+import { concatAll } from "../daemon/codec.ts";
+import { seededRandom } from "./seeded_random.ts";
 
 export interface FixtureOptions {
   /** MESSAGE packets from A to B (default 10). */
@@ -187,14 +174,7 @@ export function buildCaptureFixture(opts: FixtureOptions = {}): Fixture {
   down(a, { kind: "disconnect_notification", connectionId: 16 });
   write(b.stream.close("client"));
 
-  let size = 0;
-  for (const blk of blocks) size += blk.length;
-  const pcapng = new Uint8Array(size);
-  let o = 0;
-  for (const blk of blocks) {
-    pcapng.set(blk, o);
-    o += blk.length;
-  }
+  const pcapng = concatAll(blocks);
   return {
     pcapng,
     keylog: KEYLOG_HEADER + entries.map(formatKeylogEntry).join(""),

@@ -5,6 +5,7 @@
  * Built from the decoded records only, so it agrees with what the line output shows.
  */
 import { endpointText, protocolOf, shortKey } from "./format.ts";
+import type { PipelineTotals } from "./pipeline.ts";
 import type { ToxNotice, ToxRecord } from "./tox_records.ts";
 import { secondsBetween, type StreamInfo, type Timestamp } from "./types.ts";
 
@@ -47,16 +48,11 @@ export interface RoutingEvent {
   readonly publicKey?: string;
 }
 
-export interface CaptureTotals {
+/** The pipeline's totals, and what only the reader of the file knows. */
+export interface CaptureTotals extends PipelineTotals {
   readonly file: string;
   readonly format: string;
-  readonly packets: number;
-  readonly bytes: number;
-  readonly tcpStreams: number;
-  readonly notTcp: number;
-  readonly linkErrors: number;
-  readonly first: Timestamp | null;
-  readonly last: Timestamp | null;
+  /** Why the file could not be read to its end, or null. */
   readonly damaged: string | null;
 }
 

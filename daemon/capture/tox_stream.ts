@@ -871,13 +871,7 @@ export class ToxStreamDecoder {
   }
 
   #notTox(st: Stream, why: string, ts: Timestamp, frame: number): void {
-    st.ignored = true;
-    st.state = "not_tox";
-    st.notToxReason = why;
-    st.det = null;
-    st.held = [];
-    st.c2s.stage = STAGE_DEAD;
-    st.s2c.stage = STAGE_DEAD;
+    giveUp(st, why);
     this.#notice(st, undefined, frame, ts, "info", "not_tox", `not a Tox relay stream: ${why}`);
   }
 
@@ -1153,28 +1147,10 @@ export class ToxStreamDecoder {
         return;
       }
       case NET_PACKET_COOKIE_RESPONSE:
-        layers.push(
-          length === COOKIE_RESPONSE_LENGTH
-            ? { proto: "net_crypto", kind: "cookie_response", length }
-            : {
-              proto: "net_crypto",
-              kind: "cookie_response",
-              length,
-              error: `${length} bytes, expected ${COOKIE_RESPONSE_LENGTH}`,
-            },
-        );
+        layers.push(fixedLength("cookie_response", length, COOKIE_RESPONSE_LENGTH));
         return;
       case NET_PACKET_CRYPTO_HS:
-        layers.push(
-          length === HANDSHAKE_PACKET_LENGTH
-            ? { proto: "net_crypto", kind: "handshake", length }
-            : {
-              proto: "net_crypto",
-              kind: "handshake",
-              length,
-              error: `${length} bytes, expected ${HANDSHAKE_PACKET_LENGTH}`,
-            },
-        );
+        layers.push(fixedLength("handshake", length, HANDSHAKE_PACKET_LENGTH));
         return;
       case NET_PACKET_CRYPTO_DATA:
         st.netCryptoData++;
@@ -1462,13 +1438,7 @@ export class ToxStreamDecoder {
       // Recognition needs the first bytes whole.
       const why = "a gap before the stream could be recognised";
       this.#notice(st, undefined, frame, ts, "warn", "undecodable", why);
-      st.ignored = true;
-      st.state = "not_tox";
-      st.notToxReason = why;
-      st.det = null;
-      st.held = [];
-      st.c2s.stage = STAGE_DEAD;
-      st.s2c.stage = STAGE_DEAD;
+      giveUp(st, why);
       return;
     }
     this.#undecodable(st, d, "frame boundaries are lost after a gap", ts, frame);
@@ -1691,4 +1661,26 @@ export class ToxStreamDecoder {
     for (const k of Object.keys(s)) if (s[k] === undefined) delete s[k];
     return s as unknown as StreamSummary;
   }
+}
+
+/** A net_crypto packet whose only check without keys is its exact length. */
+function fixedLength(
+  kind: "cookie_response" | "handshake",
+  length: number,
+  expected: number,
+): NetCryptoLayer {
+  return length === expected
+    ? { proto: "net_crypto", kind, length }
+    : { proto: "net_crypto", kind, length, error: `${length} bytes, expected ${expected}` };
+}
+
+/** Stop looking at a stream for good: its data is skipped cheaply from now on. */
+function giveUp(st: Stream, why: string): void {
+  st.ignored = true;
+  st.state = "not_tox";
+  st.notToxReason = why;
+  st.det = null;
+  st.held = [];
+  st.c2s.stage = STAGE_DEAD;
+  st.s2c.stage = STAGE_DEAD;
 }

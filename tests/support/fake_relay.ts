@@ -15,21 +15,8 @@ import {
   type RelayPacket,
 } from "../../daemon/tcp/packets.ts";
 
-/** Deterministic randomness: a counter run through a simple mixer. Not for real keys. */
-export function seededRandom(seed: number): RandomBytes {
-  let s = seed >>> 0;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      s = (s + 0x6d2b79f5) >>> 0;
-      let t = s;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      out[i] = (t ^ (t >>> 14)) & 0xff;
-    }
-    return out;
-  };
-}
+import { seededRandom } from "../../tools/seeded_random.ts";
+export { seededRandom };
 
 export class FakeRelayPeer {
   readonly keys: KeyPair;
