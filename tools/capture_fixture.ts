@@ -17,13 +17,7 @@ import {
 import type { SecureSession } from "../daemon/tcp/handshake.ts";
 import { sealFrame } from "../daemon/tcp/framing.ts";
 import { encodeRelayPacket, type RelayPacket } from "../daemon/tcp/packets.ts";
-import {
-  incrementNonce,
-  type KeyPair,
-  newKeyPair,
-  precompute,
-  type RandomBytes,
-} from "../daemon/crypto.ts";
+import { incrementNonce, type KeyPair, newKeyPair, precompute } from "../daemon/crypto.ts";
 import { encodeDataPlain, sealDataPacket } from "../daemon/net_crypto/packets.ts";
 import { encodeFriendPacket, type FriendPacket } from "../daemon/friend_packets.ts";
 import {
