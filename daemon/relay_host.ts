@@ -7,6 +7,13 @@
  * One read loop per socket, one write in flight per socket (partial writes go back to the
  * core), one timer for the core's deadline. stop() resolves only once the listener, every
  * socket, every pending read/write and the timer are gone, so tests pass Deno's sanitizers.
+ *
+ * Under load: a client that stops reading only ever has its own write pending (each socket's
+ * write is its own promise, nobody awaits it in line), so its backlog stays in the core, where
+ * its queue bound drops DATA to it; every other socket keeps being read and written. A read
+ * buffer starts small and grows only for a client that fills it, so a thousand idle clients
+ * do not pin 64 KiB each. The timer is armed on a grid (`timerResolutionMs`), so thousands of
+ * clients' PINGs due within the same second are handled by one tick, not one timer each.
  */
 import { type KeyPair, newKeyPair, type RandomBytes, systemRandom, toHex } from "./crypto.ts";
 import {
@@ -33,6 +40,16 @@ export interface RoutingRelayOptions {
   readonly forward?: ForwardPolicy;
   /** Every batch of core events, as they happen (they are also kept in `events`). */
   readonly onEvents?: (events: readonly RelayServerEvent[]) => void;
+  /**
+   * How many of the latest core events `events` keeps (default 10,000): a relay that runs
+   * for weeks must not keep every connection's history. 0 keeps none.
+   */
+  readonly keepEvents?: number;
+  /**
+   * The timer fires on multiples of this (ms), late by less than one step. Default: 1 s,
+   * or a tenth of the shortest of the core's ping and handshake timers when that is shorter.
+   */
+  readonly timerResolutionMs?: number;
 }
 
 export interface RoutingRelay extends AsyncDisposable {
@@ -42,7 +59,7 @@ export interface RoutingRelay extends AsyncDisposable {
   readonly publicKeyHex: string;
   /** The core, for its stats and connection info. */
   readonly server: RelayServer;
-  /** Every core event so far, oldest first. */
+  /** Core events, oldest first: all of them, or at least the latest `keepEvents`. */
   readonly events: readonly RelayServerEvent[];
   /** true: DATA between routed clients is dropped silently (routing, PING, OOB still work). */
   setDropData(drop: boolean): void;
@@ -60,7 +77,9 @@ export interface RoutingRelay extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-const READ_BUFFER = 64 * 1024;
+/** A socket's first read buffer: a few frames; grown (×4) each time one read fills it. */
+const READ_BUFFER_MIN = 4 * 1024;
+const READ_BUFFER_MAX = 64 * 1024;
 
 interface Socket {
   readonly id: ConnectionNumber;
@@ -96,6 +115,8 @@ class RoutingRelayShell implements RoutingRelay {
   #stopping = false;
   #stopped: Promise<void> | null = null;
   readonly #maxConnections: number;
+  readonly #keepEvents: number;
+  readonly #timerStep: number;
   /** Sockets closed at accept because the relay was full. */
   refused = 0;
 
@@ -116,6 +137,15 @@ class RoutingRelayShell implements RoutingRelay {
     this.#onEvents = opts.onEvents;
     this.host = opts.host ?? "127.0.0.1";
     this.#maxConnections = opts.maxConnections ?? 4096;
+    this.#keepEvents = opts.keepEvents ?? 10_000;
+    const c = this.server.config;
+    this.#timerStep = opts.timerResolutionMs ?? Math.max(
+      1,
+      Math.min(
+        1_000,
+        Math.floor(Math.min(c.pingIntervalMs, c.pingTimeoutMs, c.handshakeTimeoutMs) / 10),
+      ),
+    );
     this.#listener = Deno.listen({ hostname: this.host, port: opts.port ?? 0, transport: "tcp" });
     this.port = this.#listener.addr.port;
     this.#acceptLoop = this.#accept();
@@ -199,7 +229,7 @@ class RoutingRelayShell implements RoutingRelay {
   }
 
   async #readLoop(s: Socket): Promise<void> {
-    const buf = new Uint8Array(READ_BUFFER);
+    let buf = new Uint8Array(READ_BUFFER_MIN);
     try {
       for (;;) {
         if (this.#resume !== null) await this.#resume.promise;
@@ -220,6 +250,10 @@ class RoutingRelayShell implements RoutingRelay {
         }
         this.server.receive(s.id, buf.subarray(0, n), now());
         this.#afterCore();
+        // The core keeps no view into buf past receive(), so a new one is safe at once.
+        if (n === buf.length && buf.length < READ_BUFFER_MAX) {
+          buf = new Uint8Array(Math.min(READ_BUFFER_MAX, buf.length * 4));
+        }
       }
     } catch (e) {
       if (!s.closed) {
@@ -258,11 +292,15 @@ class RoutingRelayShell implements RoutingRelay {
     const events = this.server.takeEvents();
     if (events.length > 0) {
       for (const e of events) {
-        this.events.push(e);
+        if (this.#keepEvents > 0) this.events.push(e);
         if (e.type === "closed") {
           const s = this.#sockets.get(e.id);
           if (s !== undefined) this.#drop(s);
         }
+      }
+      // Trimmed in batches, so keeping the latest N costs O(1) per event.
+      if (this.events.length > 2 * this.#keepEvents) {
+        this.events.splice(0, this.events.length - this.#keepEvents);
       }
       this.#onEvents?.(events);
     }
@@ -283,7 +321,9 @@ class RoutingRelayShell implements RoutingRelay {
   }
 
   #arm(): void {
-    const at = this.#stopping ? Infinity : this.server.nextDeadline();
+    const next = this.#stopping ? Infinity : this.server.nextDeadline();
+    // On the grid: deadlines within one step share a timer, which is then left alone.
+    const at = next === Infinity ? Infinity : Math.ceil(next / this.#timerStep) * this.#timerStep;
     this.#timer.arm(at, now(), () => {
       this.server.tick(now());
       this.#afterCore();

@@ -153,6 +153,12 @@ async function main(args: string[]): Promise<number> {
     console.error(`relay: cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`);
     return 1;
   }
+  // Before the listening line: a supervisor may signal as soon as it reads it.
+  const stop = Promise.withResolvers<string>();
+  const onInt = () => stop.resolve("SIGINT");
+  const onTerm = () => stop.resolve("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
   console.log(JSON.stringify({
     event: "listening",
     host: relay.host,
@@ -160,11 +166,6 @@ async function main(args: string[]): Promise<number> {
     public_key: relay.publicKeyHex,
   }));
   log.info(`relay ${relay.publicKeyHex} listening on ${relay.host}:${relay.port}`);
-  const stop = Promise.withResolvers<string>();
-  const onInt = () => stop.resolve("SIGINT");
-  const onTerm = () => stop.resolve("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
   const why = await stop.promise;
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);

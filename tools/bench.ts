@@ -1,5 +1,5 @@
 /**
- * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend,decode]
+ * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend,relay_server,decode]
  *
  * Relay section: zero-loss throughput between two of our relay workers through a real
  * tox-bootstrapd on 127.0.0.1 (64, 1024, 2000-byte DATA), ping RTT percentiles, RSS per
@@ -7,6 +7,7 @@
  * crypto, no relay). Prints a table and one JSON document.
  */
 import { benchDecode } from "./bench_decode.ts";
+import { benchRelayServer } from "./bench_relay_server.ts";
 import { parseArgs } from "node:util";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
 import { newKeyPair } from "../daemon/crypto.ts";
@@ -273,6 +274,14 @@ if (import.meta.main) {
     console.log();
     printTable(Object.entries(friend.summary).map(([k, v]) => ({ measure: k, value: v })));
     doc.friend = friend;
+  }
+  if (want("relay_server")) {
+    console.log("\n== relay server (our relay vs tox-bootstrapd 0.2.18, same clients) ==");
+    const server = await benchRelayServer(quick);
+    printTable(server.rows);
+    console.log();
+    printTable(Object.entries(server.summary).map(([k, v]) => ({ measure: k, value: v })));
+    doc.relay_server = server;
   }
   if (want("decode")) {
     console.log("\n== decode (deno task decode vs tshark -r on the same capture) ==");

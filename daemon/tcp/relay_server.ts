@@ -12,32 +12,53 @@
  * Connection stages are TCP_server.c's: TCP_STATUS_CONNECTED (waiting for the 128-byte
  * handshake) → TCP_STATUS_UNCONFIRMED (answered with 96 bytes, no valid frame yet) →
  * TCP_STATUS_CONFIRMED (after the first frame that opens). As in c-toxcore, the first two
- * stages have no timer: each lives in a ring of MAX_INCOMING_CONNECTIONS entries and is
- * evicted when the ring wraps around onto it.
+ * stages each live in a ring of MAX_INCOMING_CONNECTIONS entries and are evicted when the ring
+ * wraps around onto them; unlike c-toxcore they also have a timer (below).
  *
  * Outbox: one FIFO per connection, sealed in order when handed to the socket. c-toxcore writes
  * each frame at once and lets the kernel's send buffer hold the backlog, so what a client
  * sees is frames in the order the relay produced them; a FIFO here keeps that order (a
- * DISCONNECT_NOTIFICATION never overtakes DATA forwarded before it). The bounds stand in for
- * "the socket is busy" (relay_load.md §1):
- * - DATA and OOB_RECV are dropped silently (counted) once the queue holds `dataQueueMax`
- *   plaintext bytes: c-toxcore drops non-priority packets when the receiver's socket is busy.
+ * DISCONNECT_NOTIFICATION never overtakes DATA forwarded before it). A client's queued bytes
+ * are what the relay still owes it on the wire: every queued frame at its sealed size, plus
+ * the unwritten part of the chunk handed to the socket. The bounds stand in for "the socket is
+ * busy" (relay_load.md §1):
+ * - DATA and OOB_RECV are dropped silently (counted) once the client is owed `dataQueueMax`
+ *   bytes: c-toxcore drops non-priority packets when the receiver's socket is busy. They are
+ *   also dropped (counted apart) while all clients together are owed `totalQueueMax`: a few
+ *   hundred slow readers cannot make the relay grow without bound.
  * - Everything else (routing response, notifications, PING, PONG) is always queued, up to
  *   `queueMax`; past that the client is not reading what it asks for (a PING flood it never
  *   reads the PONGs of, say) and its connection is closed as its fault (`queue_overflow`).
- *   c-toxcore queues those without bound.
+ *   c-toxcore queues those without bound. Control packets ignore `totalQueueMax` (dropping
+ *   one would break the protocol); `queueMax` per client bounds them.
  *
  * Where it differs from TCP_server.c on purpose:
  * - it reads partial frames, so a sender cannot wedge it with half a frame in a closed receive
  *   window (relay_load.md §1), and the 96-byte answer may go out in pieces (c-toxcore closes
  *   the socket when that one send() is short);
  * - the bounded outbox above;
+ * - a socket that has not sent a frame that opens within `handshakeTimeoutMs` of its accept
+ *   is closed (`handshake_timeout`): c-toxcore only evicts it when 256 newer sockets have
+ *   wrapped its ring, so a slow trickle of idle sockets holds its slots for ever;
+ * - rate limits per client (token buckets, `RateLimit`): OOB_SEND, PING, and route changes
+ *   (ROUTING_REQUEST and DISCONNECT_NOTIFICATION). Packets past a limit are dropped silently
+ *   and counted, as the relay drops DATA for a busy receiver: an honest client never comes
+ *   near them (it pings every few seconds at most, routes at most 240 keys, sends OOB
+ *   handshakes a few a second). Each refused packet also costs a token, so a client that
+ *   keeps flooding sinks ever deeper below zero; at `closeAfter` below it is closed
+ *   (`oob_flood`, `ping_flood`, `routing_flood`) rather than costing the relay a decryption
+ *   per packet for ever. c-toxcore answers and forwards all of them;
  * - packets are checked by the shared decoder (packets.ts), so a PING with id 0 closes the
  *   client (c-toxcore answers PONG 0) and so does a DATA plaintext of one byte (c-toxcore
- *   forwards it and the receiving client drops itself);
+ *   forwards it and the receiving client drops itself). A frame length of 0 is skipped, as
+ *   c-toxcore does (FrameReader): it costs two bytes of the sender's own stream, nothing else;
  * - ONION_REQUEST: too short closes (as tox-bootstrapd, whose onion module is on), anything
  *   else is ignored (as a relay without one). FORWARD_REQUEST closes (forwarding off).
- * nextDeadline() walks every connection: fine for tests and small relays, not for thousands.
+ *
+ * Scale: timers live in a binary min-heap keyed by each connection's next deadline (handshake
+ * timeout, next PING, PONG due), so nextDeadline() is O(1) and tick() touches only the
+ * connections that are due, O(log n) each. Nothing else walks all connections: accept, a
+ * packet, a close cost O(1) (plus a walk over one client's 240 routing slots).
  */
 import { bytesEqual, type KeyPair, type RandomBytes, toHex } from "../crypto.ts";
 import { acceptClientHandshake, CLIENT_HANDSHAKE_SIZE, type SecureSession } from "./handshake.ts";
@@ -58,7 +79,7 @@ import {
   packetName,
   type RelayPacket,
 } from "./packets.ts";
-import { type Fault, PlainQueue } from "./relay_client.ts";
+import type { Fault } from "./relay_client.ts";
 
 /** MAX_INCOMING_CONNECTIONS (TCP_server.h): size of each ring of not-yet-confirmed sockets. */
 export const MAX_INCOMING_CONNECTIONS = 256;
@@ -79,11 +100,15 @@ export type RelayServerCloseReason =
   | "evicted"
   | "replaced"
   | "handshake_failed"
+  | "handshake_timeout"
   | "bad_frame"
   | "bad_mac"
   | "bad_packet"
   | "ping_timeout"
   | "queue_overflow"
+  | "oob_flood"
+  | "ping_flood"
+  | "routing_flood"
   | "socket_closed"
   | "socket_error";
 
@@ -92,14 +117,33 @@ const FAULT_OF: Record<RelayServerCloseReason, Fault> = {
   evicted: "local",
   replaced: "local",
   handshake_failed: "peer",
+  handshake_timeout: "peer",
   bad_frame: "peer",
   bad_mac: "peer",
   bad_packet: "peer",
   ping_timeout: "peer",
   queue_overflow: "peer",
+  oob_flood: "peer",
+  ping_flood: "peer",
+  routing_flood: "peer",
   socket_closed: "network",
   socket_error: "network",
 };
+
+/**
+ * A token bucket: `burst` packets at once, refilled at `perSecond`. Each packet past it is
+ * dropped and still costs a token; a client whose bucket sinks to `closeAfter` below zero is
+ * closed. So a burst is forgiven, a client a little over the rate loses the excess, and only
+ * one that keeps flooding (about closeAfter / (its rate − perSecond) seconds) is closed.
+ */
+export interface RateLimit {
+  readonly perSecond: number;
+  readonly burst: number;
+  readonly closeAfter: number;
+}
+
+/** No limit at all. */
+export const UNLIMITED: RateLimit = { perSecond: Infinity, burst: Infinity, closeAfter: Infinity };
 
 export interface RelayServerConfig {
   /** TCP_PING_FREQUENCY: each confirmed client is pinged this long after the last ping. */
@@ -112,19 +156,43 @@ export interface RelayServerConfig {
   readonly dataQueueMax: number;
   /** A control packet that would take a client's queue past this closes that client. */
   readonly queueMax: number;
+  /** DATA and OOB_RECV for anyone are dropped while all clients together are owed this. */
+  readonly totalQueueMax: number;
   /** Largest chunk handed to the socket in one write. */
   readonly maxWriteChunk: number;
+  /** From accept to the first frame that opens; Infinity = only the rings evict (c-toxcore). */
+  readonly handshakeTimeoutMs: number;
+  /** OOB_SEND per client. */
+  readonly oobLimit: RateLimit;
+  /** PING per client (each one costs a queued PONG). */
+  readonly pingLimit: RateLimit;
+  /** ROUTING_REQUEST and DISCONNECT_NOTIFICATION per client (each may notify a peer). */
+  readonly routingLimit: RateLimit;
 }
 
 export const DEFAULT_RELAY_SERVER_CONFIG: RelayServerConfig = {
   pingIntervalMs: 30_000,
   pingTimeoutMs: 10_000,
   maxIncoming: MAX_INCOMING_CONNECTIONS,
-  dataQueueMax: 256 * 1024,
+  // An unpaced 10 MB burst of 1 KB DATA (the one that wedges tox-bootstrapd) peaked at the
+  // old 256 KiB bound and lost 1-4 packets in 7 of 17 runs; with 1 MiB it loses none.
+  dataQueueMax: 1024 * 1024,
   // Room above the data bound for every control packet an honest client can be owed at once:
   // 240 routing responses and notifications are about 20 KB.
-  queueMax: 256 * 1024 + 64 * 1024,
+  queueMax: 1024 * 1024 + 64 * 1024,
+  // 128 clients that stop reading fill it; past that the relay drops DATA for everyone, as
+  // c-toxcore does for a single busy socket, rather than grow.
+  totalQueueMax: 128 * 1024 * 1024,
   maxWriteChunk: 64 * 1024,
+  // TCP_CONNECTION_TIMEOUT, the budget c-toxcore's client gives itself for the same steps.
+  handshakeTimeoutMs: 10_000,
+  // c-toxcore's net_crypto sends an OOB handshake or cookie packet about once a second per
+  // friend it is reaching through this relay.
+  oobLimit: { perSecond: 64, burst: 256, closeAfter: 1024 },
+  // c-toxcore pings every 30 s, our client every 0.5 s while busy.
+  pingLimit: { perSecond: 64, burst: 256, closeAfter: 1024 },
+  // Room to route a full table of 240 keys twice over at once; then 32 changes a second.
+  routingLimit: { perSecond: 32, burst: 512, closeAfter: 2048 },
 };
 
 /** A confirmed client as the forward policy sees it. */
@@ -214,8 +282,21 @@ export interface RelayServerStats {
   readonly oobDroppedPolicy: number;
   /** DATA or OOB_RECV dropped because the receiver's queue was at dataQueueMax. */
   readonly droppedQueueFull: number;
+  /** DATA or OOB_RECV dropped because all queues together were at totalQueueMax. */
+  readonly droppedTotalFull: number;
   /** ONION_REQUESTs ignored: this relay is no onion hop. */
   readonly onionDropped: number;
+  /** Packets dropped by the per-client rate limits. */
+  readonly oobDroppedRate: number;
+  readonly pingDroppedRate: number;
+  readonly routingDroppedRate: number;
+  /** Bytes owed to all clients now (see the file header), and the most ever at once. */
+  readonly queuedBytes: number;
+  readonly peakQueuedBytes: number;
+  /** Connections closed so far, by reason. */
+  readonly closed: Readonly<Record<RelayServerCloseReason, number>>;
+  /** Connections tick() has looked at so far: only those whose deadline had come. */
+  readonly timerChecks: number;
 }
 
 export interface RelayServerConnectionInfo {
@@ -226,9 +307,17 @@ export interface RelayServerConnectionInfo {
   /** Routing slots in use, and how many of them are online. */
   readonly routes: number;
   readonly online: number;
+  /** Packets not yet sealed. */
   readonly queuedPackets: number;
+  /** Bytes the relay owes this client on the wire (queued frames + the unwritten chunk). */
   readonly queuedBytes: number;
+  /** The most queuedBytes ever was. */
+  readonly peakQueuedBytes: number;
   readonly droppedQueueFull: number;
+  /** Packets from this client dropped by its rate limits. */
+  readonly droppedRate: number;
+  /** When the relay's timer next looks at it (handshake timeout, PING, PONG due). */
+  readonly deadline: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
 }
@@ -256,18 +345,32 @@ interface Conn {
   ring: number;
   /** The 96-byte handshake answer, before any frame. */
   handshakeResponse: Uint8Array | null;
-  readonly queue: PlainQueue;
+  readonly queue: PacketQueue;
   out: Uint8Array | null;
   outOff: number;
-  readonly connections: (Slot | undefined)[];
+  /** Bytes owed on the wire: queued frames, the unwritten chunk, the handshake answer. */
+  owed: number;
+  peakOwed: number;
+  /** NO_SLOTS until the first route: most clients of a big relay route few keys or none. */
+  connections: (Slot | undefined)[];
   lastPinged: number;
   pingId: bigint;
   /** Set when it must close but others are mid-update; closed by #settle. */
   doomed: { reason: RelayServerCloseReason; message: string } | null;
+  /** Its next timer and its place in the deadline heap (-1: none). */
+  deadline: number;
+  heapIndex: number;
+  readonly oobBucket: Bucket;
+  readonly pingBucket: Bucket;
+  readonly routingBucket: Bucket;
   droppedQueueFull: number;
+  droppedRate: number;
   bytesIn: number;
   bytesOut: number;
 }
+
+// Frozen: a write through it would throw instead of giving every client the same table.
+const NO_SLOTS = Object.freeze([]) as unknown as (Slot | undefined)[];
 
 export class RelayServer {
   readonly keys: KeyPair;
@@ -286,6 +389,9 @@ export class RelayServer {
   #events: RelayServerEvent[] = [];
   #writable = new Set<ConnectionNumber>();
   #doomed: Conn[] = [];
+  readonly #timers = new DeadlineHeap<Conn>();
+  #owed = 0;
+  #peakOwed = 0;
   readonly #scratchIn = newFrameScratch();
   readonly #scratchOut = newFrameScratch();
 
@@ -296,7 +402,15 @@ export class RelayServer {
   #oobDroppedNoTarget = 0;
   #oobDroppedPolicy = 0;
   #droppedQueueFull = 0;
+  #droppedTotalFull = 0;
   #onionDropped = 0;
+  #oobDroppedRate = 0;
+  #pingDroppedRate = 0;
+  #routingDroppedRate = 0;
+  #timerChecks = 0;
+  readonly #closedBy = Object.fromEntries(
+    Object.keys(FAULT_OF).map((r) => [r, 0]),
+  ) as Record<RelayServerCloseReason, number>;
 
   constructor(opts: RelayServerOptions) {
     this.config = { ...DEFAULT_RELAY_SERVER_CONFIG, ...opts.config };
@@ -309,6 +423,23 @@ export class RelayServer {
     }
     if (c.maxWriteChunk < MAX_FRAME_SIZE) {
       throw new RangeError("relay server: maxWriteChunk must hold the largest frame");
+    }
+    // Zero would make a deadline that is due again the moment it is handled.
+    if (!(c.pingIntervalMs > 0 && c.pingTimeoutMs > 0 && c.handshakeTimeoutMs > 0)) {
+      throw new RangeError("relay server: ping and handshake timers must be positive");
+    }
+    if (!(c.totalQueueMax >= 0)) throw new RangeError("relay server: totalQueueMax >= 0");
+    for (
+      const [name, l] of [["oob", c.oobLimit], ["ping", c.pingLimit], [
+        "routing",
+        c.routingLimit,
+      ]] as const
+    ) {
+      if (!(l.perSecond >= 0 && l.burst >= 1 && l.closeAfter >= 1)) {
+        throw new RangeError(
+          `relay server: ${name}Limit needs perSecond >= 0, burst and closeAfter >= 1`,
+        );
+      }
     }
     this.keys = opts.keys;
     this.#random = opts.random;
@@ -338,19 +469,28 @@ export class RelayServer {
       info: null,
       ring: pos,
       handshakeResponse: null,
-      queue: new PlainQueue(),
+      queue: new PacketQueue(),
       out: null,
       outOff: 0,
-      connections: new Array(NUM_CLIENT_CONNECTIONS),
+      owed: 0,
+      peakOwed: 0,
+      connections: NO_SLOTS,
       lastPinged: 0,
       pingId: 0n,
       doomed: null,
+      deadline: Infinity,
+      heapIndex: -1,
+      oobBucket: { tokens: this.config.oobLimit.burst, at: now },
+      pingBucket: { tokens: this.config.pingLimit.burst, at: now },
+      routingBucket: { tokens: this.config.routingLimit.burst, at: now },
       droppedQueueFull: 0,
+      droppedRate: 0,
       bytesIn: 0,
       bytesOut: 0,
     };
     this.#incoming[pos] = conn;
     this.#conns.set(id, conn);
+    this.#schedule(conn);
     this.#settle();
     return id;
   }
@@ -393,6 +533,8 @@ export class RelayServer {
     }
     c.outOff += n;
     c.bytesOut += n;
+    c.owed -= n;
+    this.#owed -= n;
     if (c.outOff === c.out.length) {
       c.out = null;
       c.outOff = 0;
@@ -401,33 +543,69 @@ export class RelayServer {
 
   // ---- timers -------------------------------------------------------------------------
 
-  /** do_TCP_confirmed's timers: ping every client, close those whose PONG is overdue. */
+  /**
+   * do_TCP_confirmed's timers: ping every client, close those whose PONG is overdue; and
+   * close sockets that got no further than the handshake in time. Only connections whose
+   * deadline has come are touched.
+   */
   tick(now: number): void {
-    for (const c of this.#conns.values()) {
-      if (c.status !== "confirmed" || c.doomed !== null) continue;
-      if (now - c.lastPinged >= this.config.pingIntervalMs) {
-        const view = new DataView(this.#random(8).buffer);
-        c.pingId = view.getBigUint64(0) || 1n; // ping id 0 means "none outstanding"
-        c.lastPinged = now;
-        this.#sendPriority(c, encodeRelayPacket({ kind: "ping", pingId: c.pingId }));
-      }
-      if (c.pingId !== 0n && now - c.lastPinged >= this.config.pingTimeoutMs) {
-        this.#kill(c, "ping_timeout", `no PONG within ${this.config.pingTimeoutMs} ms`);
-      }
+    for (let c = this.#timers.peek(); c !== undefined && c.deadline <= now;) {
+      this.#expire(c, now);
+      c = this.#timers.peek();
     }
     this.#settle();
   }
 
   /** When tick() must run next (same clock as `now`); Infinity when nothing is timed. */
   nextDeadline(): number {
-    let t = Infinity;
-    for (const c of this.#conns.values()) {
-      if (c.status !== "confirmed") continue;
-      const at = c.lastPinged +
-        (c.pingId !== 0n ? this.config.pingTimeoutMs : this.config.pingIntervalMs);
-      if (at < t) t = at;
+    return this.#timers.peek()?.deadline ?? Infinity;
+  }
+
+  #expire(c: Conn, now: number): void {
+    this.#timerChecks++;
+    if (c.doomed !== null) {
+      // #settle closes it at the end of this tick; off the heap so the loop moves on.
+      this.#timers.remove(c);
+      return;
     }
-    return t;
+    if (c.status !== "confirmed") {
+      this.#kill(
+        c,
+        "handshake_timeout",
+        c.status === "connected"
+          ? `no complete 128-byte handshake within ${this.config.handshakeTimeoutMs} ms`
+          : `no frame after the handshake within ${this.config.handshakeTimeoutMs} ms`,
+      );
+      return;
+    }
+    if (now - c.lastPinged >= this.config.pingIntervalMs) {
+      const view = new DataView(this.#random(8).buffer);
+      c.pingId = view.getBigUint64(0) || 1n; // ping id 0 means "none outstanding"
+      c.lastPinged = now;
+      this.#sendPriority(c, encodeRelayPacket({ kind: "ping", pingId: c.pingId }));
+    }
+    if (c.pingId !== 0n && now - c.lastPinged >= this.config.pingTimeoutMs) {
+      this.#kill(c, "ping_timeout", `no PONG within ${this.config.pingTimeoutMs} ms`);
+      return;
+    }
+    this.#schedule(c);
+  }
+
+  /** Put `c` on the heap at its next deadline, from its stage and ping state. */
+  #schedule(c: Conn): void {
+    let at: number;
+    if (c.status === "connected" || c.status === "unconfirmed") {
+      at = c.acceptedAt + this.config.handshakeTimeoutMs;
+    } else if (c.status === "confirmed") {
+      // As do_TCP_confirmed: a PING interval shorter than the timeout re-pings first.
+      at = c.lastPinged +
+        (c.pingId !== 0n
+          ? Math.min(this.config.pingTimeoutMs, this.config.pingIntervalMs)
+          : this.config.pingIntervalMs);
+    } else {
+      at = Infinity;
+    }
+    this.#timers.set(c, at);
   }
 
   // ---- output -------------------------------------------------------------------------
@@ -446,18 +624,12 @@ export class RelayServer {
       return c.out;
     }
     if (c.queue.length === 0) return null;
-    const max = this.config.maxWriteChunk;
-    let size = 0;
-    let n = 0;
-    for (; n < c.queue.length; n++) {
-      const f = frameSize(c.queue.at(n)!.length);
-      if (size + f > max) break;
-      size += f;
-    }
+    const { count, size } = c.queue.plan(this.config.maxWriteChunk);
     const chunk = new Uint8Array(size);
     let o = 0;
-    for (let i = 0; i < n; i++) {
-      o += sealFrameInto(c.session!, c.queue.shift()!, chunk, o, this.#scratchOut);
+    // Sealing moves bytes from the queue to the chunk at the same size: owed is unchanged.
+    for (let i = 0; i < count; i++) {
+      o += sealFrameInto(c.session!, c.queue.shift(), chunk, o, this.#scratchOut);
     }
     c.out = chunk;
     c.outOff = 0;
@@ -512,8 +684,11 @@ export class RelayServer {
       routes,
       online,
       queuedPackets: c.queue.length,
-      queuedBytes: c.queue.bytes,
+      queuedBytes: c.owed,
+      peakQueuedBytes: c.peakOwed,
       droppedQueueFull: c.droppedQueueFull,
+      droppedRate: c.droppedRate,
+      deadline: c.deadline,
       bytesIn: c.bytesIn,
       bytesOut: c.bytesOut,
     };
@@ -530,7 +705,15 @@ export class RelayServer {
       oobDroppedNoTarget: this.#oobDroppedNoTarget,
       oobDroppedPolicy: this.#oobDroppedPolicy,
       droppedQueueFull: this.#droppedQueueFull,
+      droppedTotalFull: this.#droppedTotalFull,
       onionDropped: this.#onionDropped,
+      oobDroppedRate: this.#oobDroppedRate,
+      pingDroppedRate: this.#pingDroppedRate,
+      routingDroppedRate: this.#routingDroppedRate,
+      queuedBytes: this.#owed,
+      peakQueuedBytes: this.#peakOwed,
+      closed: { ...this.#closedBy },
+      timerChecks: this.#timerChecks,
     };
   }
 
@@ -561,6 +744,7 @@ export class RelayServer {
     c.publicKey = accepted.clientPublicKey;
     c.hex = toHex(accepted.clientPublicKey);
     c.handshakeResponse = accepted.response;
+    this.#owe(c, accepted.response.length);
     this.#writable.add(c.id);
     this.#events.push({ type: "handshake", id: c.id, publicKey: c.publicKey });
   }
@@ -597,6 +781,7 @@ export class RelayServer {
     c.lastPinged = now;
     c.pingId = 0n;
     this.#accepted.set(c.hex, c);
+    this.#schedule(c);
     this.#events.push({ type: "confirmed", id: c.id, publicKey: c.publicKey! });
   }
 
@@ -613,10 +798,13 @@ export class RelayServer {
     const p: RelayPacket = d.value;
     switch (p.kind) {
       case "routing_request":
+        if (!this.#withinLimit(c, "routing", now)) return;
         return this.#onRoutingRequest(c, p.publicKey);
       case "connection_notification":
         return;
       case "disconnect_notification": {
+        // Counted even when it frees nothing: route/unroute churn is what notifies peers.
+        if (!this.#withinLimit(c, "routing", now)) return;
         // rm_connection_index fails on an unused slot, and the client is closed for it.
         if (c.connections[p.connectionId - NUM_RESERVED_PORTS] === undefined) {
           this.#kill(
@@ -630,12 +818,17 @@ export class RelayServer {
         return;
       }
       case "ping":
+        if (!this.#withinLimit(c, "ping", now)) return;
         this.#sendPriority(c, encodeRelayPacket({ kind: "pong", pingId: p.pingId }));
         return;
       case "pong":
-        if (p.pingId === c.pingId) c.pingId = 0n;
+        if (p.pingId === c.pingId && c.pingId !== 0n) {
+          c.pingId = 0n;
+          this.#schedule(c);
+        }
         return;
       case "oob_send":
+        if (!this.#withinLimit(c, "oob", now)) return;
         return this.#onOobSend(c, p.publicKey, p.data, now);
       case "onion_request":
         // A relay without an onion module ignores these (TCP_server.c with onion == NULL).
@@ -693,6 +886,7 @@ export class RelayServer {
       other: null,
       otherId: 0,
     };
+    if (c.connections === NO_SLOTS) c.connections = new Array(NUM_CLIENT_CONNECTIONS);
     c.connections[index] = slot;
     const other = this.#accepted.get(hex);
     if (other === undefined || other.doomed !== null) return;
@@ -793,9 +987,7 @@ export class RelayServer {
       return;
     }
     // The peer knows this link by its own slot index: rewrite the id byte, nothing else.
-    const forwarded = plain.slice();
-    forwarded[0] = slot.otherId + NUM_RESERVED_PORTS;
-    if (this.#sendData(other, forwarded)) this.#dataForwarded++;
+    if (this.#sendData(other, plain, slot.otherId + NUM_RESERVED_PORTS)) this.#dataForwarded++;
   }
 
   /** handle_TCP_oob_send: to any confirmed client by key, with the sender's key; no feedback. */
@@ -821,34 +1013,80 @@ export class RelayServer {
   /** A control packet: always queued, unless the client has stopped reading (then closed). */
   #sendPriority(c: Conn, plain: Uint8Array): boolean {
     if (c.status === "closed" || c.doomed !== null) return false;
-    if (c.queue.bytes + plain.length > this.config.queueMax) {
+    const cost = frameSize(plain.length);
+    if (c.owed + cost > this.config.queueMax) {
       // Not closed here: the caller may be halfway through updating this client's peers.
       c.doomed = {
         reason: "queue_overflow",
         message:
-          `${c.queue.bytes} bytes queued for a client that does not read them; limit ${this.config.queueMax} (${
+          `${c.owed} bytes queued for a client that does not read them; limit ${this.config.queueMax} (${
             packetName(plain[0])
           } refused)`,
       };
       this.#doomed.push(c);
       return false;
     }
-    c.queue.push(plain);
+    c.queue.push(plain, plain[0]);
+    this.#owe(c, cost);
     this.#writable.add(c.id);
     return true;
   }
 
-  /** DATA or OOB_RECV: dropped silently while the client's queue is at its data bound. */
-  #sendData(c: Conn, plain: Uint8Array): boolean {
+  /**
+   * DATA or OOB_RECV (first byte `id`): dropped silently while the client's queue is at its
+   * data bound, or all queues together at theirs.
+   */
+  #sendData(c: Conn, plain: Uint8Array, id = plain[0]): boolean {
     if (c.status === "closed" || c.doomed !== null) return false;
-    if (c.queue.bytes + plain.length > this.config.dataQueueMax) {
+    const cost = frameSize(plain.length);
+    if (c.owed + cost > this.config.dataQueueMax) {
       c.droppedQueueFull++;
       this.#droppedQueueFull++;
       return false;
     }
-    c.queue.push(plain);
+    if (this.#owed + cost > this.config.totalQueueMax) {
+      this.#droppedTotalFull++;
+      return false;
+    }
+    c.queue.push(plain, id);
+    this.#owe(c, cost);
     this.#writable.add(c.id);
     return true;
+  }
+
+  #owe(c: Conn, n: number): void {
+    c.owed += n;
+    if (c.owed > c.peakOwed) c.peakOwed = c.owed;
+    this.#owed += n;
+    if (this.#owed > this.#peakOwed) this.#peakOwed = this.#owed;
+  }
+
+  /** One packet against `c`'s `kind` bucket: false = drop it (or `c` was closed for it). */
+  #withinLimit(c: Conn, kind: "oob" | "ping" | "routing", now: number): boolean {
+    const [bucket, limit] = kind === "oob"
+      ? [c.oobBucket, this.config.oobLimit]
+      : kind === "ping"
+      ? [c.pingBucket, this.config.pingLimit]
+      : [c.routingBucket, this.config.routingLimit];
+    const verdict = spend(bucket, limit, now);
+    if (verdict === "pass") return true;
+    c.droppedRate++;
+    if (kind === "oob") this.#oobDroppedRate++;
+    else if (kind === "ping") this.#pingDroppedRate++;
+    else this.#routingDroppedRate++;
+    if (verdict === "abuse") {
+      const what = kind === "oob"
+        ? "OOB_SEND"
+        : kind === "ping"
+        ? "PING"
+        : "ROUTING_REQUEST/DISCONNECT_NOTIFICATION";
+      this.#kill(
+        c,
+        `${kind}_flood`,
+        `${what} flood: ${limit.closeAfter} packets over ${limit.perSecond}/s (burst ${limit.burst})`,
+      );
+    }
+    return false;
   }
 
   // ---- closing ------------------------------------------------------------------------
@@ -865,13 +1103,19 @@ export class RelayServer {
     if (c.status === "closed") return;
     const wasConfirmed = c.status === "confirmed";
     c.status = "closed";
+    this.#closedBy[reason]++;
     this.#conns.delete(c.id);
     this.#writable.delete(c.id);
+    this.#timers.remove(c);
     if (this.#incoming[c.ring] === c) this.#incoming[c.ring] = undefined;
     if (this.#unconfirmed[c.ring] === c) this.#unconfirmed[c.ring] = undefined;
     if (wasConfirmed && this.#accepted.get(c.hex) === c) this.#accepted.delete(c.hex);
-    for (let i = 0; i < NUM_CLIENT_CONNECTIONS; i++) this.#rmConnectionIndex(c, i);
+    if (c.connections !== NO_SLOTS) {
+      for (let i = 0; i < NUM_CLIENT_CONNECTIONS; i++) this.#rmConnectionIndex(c, i);
+    }
     const unsent = c.queue.length + (c.handshakeResponse !== null ? 1 : 0);
+    this.#owed -= c.owed;
+    c.owed = 0;
     c.queue.clear();
     c.out = null;
     c.handshakeResponse = null;
@@ -885,5 +1129,194 @@ export class RelayServer {
       message,
       unsent,
     });
+  }
+}
+
+// ---- helpers ------------------------------------------------------------------------------
+
+interface Bucket {
+  tokens: number;
+  /** When tokens was last brought up to date. */
+  at: number;
+}
+
+/** Take one token: "pass", "drop" (over the rate), or "abuse" (closeAfter below zero). */
+function spend(b: Bucket, limit: RateLimit, now: number): "pass" | "drop" | "abuse" {
+  const elapsed = now - b.at;
+  if (elapsed > 0) {
+    b.tokens = Math.min(limit.burst, b.tokens + elapsed * limit.perSecond / 1000);
+    b.at = now;
+  }
+  b.tokens -= 1;
+  if (b.tokens >= 0) return "pass";
+  return b.tokens <= -limit.closeAfter ? "abuse" : "drop";
+}
+
+const EMPTY = new Uint8Array(0);
+/** A queue that empties keeps a buffer this big for the next burst; a bigger one is freed. */
+const KEEP_BUFFER = 16 * 1024;
+
+/**
+ * The plaintexts owed to one client, back to back in one growable buffer as
+ * length (u16) · plaintext: no object per packet, so a slow reader's queue of 2-byte DATA
+ * costs what it holds, not 100-odd bytes of heap per packet, and forwarding allocates nothing.
+ */
+class PacketQueue {
+  #buf: Uint8Array = EMPTY;
+  #head = 0;
+  #tail = 0;
+  /** Packets queued. */
+  length = 0;
+
+  /** Copy `plain` in, with `first` as its first byte (the forwarded DATA's connection id). */
+  push(plain: Uint8Array, first: number): void {
+    const need = 2 + plain.length;
+    if (this.#tail + need > this.#buf.length) this.#makeRoom(need);
+    const b = this.#buf;
+    const t = this.#tail;
+    b[t] = plain.length >>> 8;
+    b[t + 1] = plain.length & 0xff;
+    b.set(plain, t + 2);
+    b[t + 2] = first;
+    this.#tail = t + need;
+    this.length++;
+  }
+
+  /** How many packets from the head fit in `max` bytes as frames, and their size. */
+  plan(max: number): { count: number; size: number } {
+    const b = this.#buf;
+    let size = 0;
+    let count = 0;
+    for (let o = this.#head; count < this.length; count++) {
+      const len = (b[o] << 8) | b[o + 1];
+      const f = frameSize(len);
+      if (size + f > max) break;
+      size += f;
+      o += 2 + len;
+    }
+    return { count, size };
+  }
+
+  /** The head packet, removed; a view that holds only until the next push. */
+  shift(): Uint8Array {
+    if (this.length === 0) throw new RangeError("PacketQueue.shift: empty");
+    const b = this.#buf;
+    const len = (b[this.#head] << 8) | b[this.#head + 1];
+    const start = this.#head + 2;
+    this.#head = start + len;
+    if (--this.length === 0) {
+      this.#head = 0;
+      this.#tail = 0;
+      if (b.length > KEEP_BUFFER) this.#buf = EMPTY; // the view keeps the old buffer alive
+    }
+    return b.subarray(start, start + len);
+  }
+
+  clear(): void {
+    this.#buf = EMPTY;
+    this.#head = 0;
+    this.#tail = 0;
+    this.length = 0;
+  }
+
+  /** Compact when at most half would be in use after, else grow: amortised O(1) per byte. */
+  #makeRoom(need: number): void {
+    const live = this.#tail - this.#head;
+    if (live + need <= this.#buf.length / 2) {
+      this.#buf.copyWithin(0, this.#head, this.#tail);
+    } else {
+      // Twice what it holds: the buffer never outgrows twice the client's queue bound.
+      const grown = new Uint8Array(Math.max(512, 2 * (live + need)));
+      grown.set(this.#buf.subarray(this.#head, this.#tail));
+      this.#buf = grown;
+    }
+    this.#head = 0;
+    this.#tail = live;
+  }
+}
+
+/** What DeadlineHeap keeps: the deadline and the slot the heap keeps it in (-1: not in it). */
+interface Timed {
+  deadline: number;
+  heapIndex: number;
+}
+
+/**
+ * A binary min-heap of items by deadline, each knowing its own index, so moving or removing
+ * one is O(log n) without a search, and the heap never holds stale entries.
+ */
+class DeadlineHeap<T extends Timed> {
+  readonly #items: T[] = [];
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  peek(): T | undefined {
+    return this.#items[0];
+  }
+
+  /** Insert `t` at `deadline`, or move it there; Infinity takes it out. */
+  set(t: T, deadline: number): void {
+    if (deadline === Infinity) {
+      this.remove(t);
+      t.deadline = Infinity;
+      return;
+    }
+    const earlier = deadline < t.deadline;
+    t.deadline = deadline;
+    if (t.heapIndex < 0) {
+      t.heapIndex = this.#items.length;
+      this.#items.push(t);
+      this.#up(t.heapIndex);
+    } else if (earlier) {
+      this.#up(t.heapIndex);
+    } else {
+      this.#down(t.heapIndex);
+    }
+  }
+
+  remove(t: T): void {
+    const i = t.heapIndex;
+    if (i < 0) return;
+    t.heapIndex = -1;
+    const last = this.#items.pop()!;
+    if (last === t) return;
+    this.#items[i] = last;
+    last.heapIndex = i;
+    this.#up(i);
+    this.#down(last.heapIndex);
+  }
+
+  #up(i: number): void {
+    const a = this.#items;
+    const t = a[i];
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p].deadline <= t.deadline) break;
+      a[i] = a[p];
+      a[i].heapIndex = i;
+      i = p;
+    }
+    a[i] = t;
+    t.heapIndex = i;
+  }
+
+  #down(i: number): void {
+    const a = this.#items;
+    const n = a.length;
+    const t = a[i];
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const m = r < n && a[r].deadline < a[l].deadline ? r : l;
+      if (a[m].deadline >= t.deadline) break;
+      a[i] = a[m];
+      a[i].heapIndex = i;
+      i = m;
+    }
+    a[i] = t;
+    t.heapIndex = i;
   }
 }

@@ -115,7 +115,15 @@ interopTest(
       const records = dump.lines.filter((l) => l.notice === undefined);
       const ours = records.filter((l) => l.client === self.dht_public_key);
       const theirs = records.filter((l) => l.client === c.dhtPublicKey);
-      assert.ok(ours.length > 0, "our relay stream was found");
+      const notices = dump.lines.filter((l) => l.notice !== undefined).map((l) =>
+        `s${l.stream} ${l.notice}: ${(l as { message?: string }).message}`
+      );
+      assert.ok(
+        ours.length > 0,
+        `our relay stream was found; ${dump.lines.length} lines, notices:\n${
+          notices.join("\n")
+        }\ndecode: ${dump.stderr}\ntcpdump: ${tcpdump.log()}`,
+      );
       assert.ok(theirs.length > 0, "the C peer's relay stream was found");
       assert.ok(texts(ours, "message").includes("hello from deno"), "our message, decrypted");
       assert.ok(texts(ours, "message").includes("hello from c-toxcore"), "C's message to us");

@@ -1,0 +1,156 @@
+/**
+ * `deno task bench` relay server section: the same pair of our relay clients through our
+ * relay (`deno task relay`, a process) and through tox-bootstrapd 0.2.18, in the same run:
+ * 1 KB DATA paced (our client's default pacer, tuned for tox-bootstrapd) and unpaced (the
+ * burst that deadlocks tox-bootstrapd, relay_load.md §1). Per row: throughput, loss, stalls,
+ * and the relay's CPU per forwarded packet (from /proc, utime + stime). Then the memory one
+ * more client connection costs our relay (its RSS with 1,000 confirmed clients on).
+ */
+import { completeClientHandshake, createClientHandshake } from "../daemon/tcp/handshake.ts";
+import { sealFrame } from "../daemon/tcp/framing.ts";
+import { encodeRelayPacket } from "../daemon/tcp/packets.ts";
+import { newKeyPair, systemRandom } from "../daemon/crypto.ts";
+import type { RelayAddress } from "../daemon/relay_address.ts";
+import type { PacerConfig } from "../daemon/tcp/pacer.ts";
+import { startBootstrapd } from "../tests/interop/harness.ts";
+import { startOwnRelay } from "../tests/interop/relay_process.ts";
+import { RelayEndpoint, runFlow } from "./relay_flow.ts";
+import type { RelayWorkerEvent } from "../workers/messages.ts";
+
+type Row = Record<string, string | number | null>;
+
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** As fast as the socket takes it: the burst c-toxcore's relay cannot survive. */
+const UNPACED: PacerConfig = {
+  initialRate: 1e12,
+  maxRate: 1e12,
+  minRate: 1e12,
+  burstMs: 1_000,
+  growIntervalMs: 1_000_000,
+  backoffRttMs: 1e9,
+  growRttMs: 1e9,
+};
+
+async function procStat(pid: number): Promise<{ cpu: number; rss: number }> {
+  // /proc needs --allow-all in Deno; cat keeps the bench's permissions narrow.
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
+  const f = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
+  // utime + stime (1/100 s); rss in pages (4 KiB here).
+  return { cpu: (Number(f[11]) + Number(f[12])) / 100, rss: Number(f[21]) * 4096 };
+}
+
+function waitEvent(ep: RelayEndpoint, type: RelayWorkerEvent["type"], ms = 10_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no ${type} within ${ms} ms`));
+    }, ms);
+    const off = ep.subscribe((evs) => {
+      if (evs.some((e) => e.type === type)) {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+    });
+  });
+}
+
+async function routedPair(relay: RelayAddress, pacer?: PacerConfig) {
+  const config = pacer ? { pacer } : undefined;
+  // A stall is detected (~2 s), counted and recovered by reconnecting, as in the daemon.
+  const a = new RelayEndpoint({ relay, config });
+  const b = new RelayEndpoint({ relay, config });
+  await Promise.all([waitEvent(a, "confirmed"), waitEvent(b, "confirmed")]);
+  const online = Promise.all([waitEvent(a, "online"), waitEvent(b, "online")]);
+  a.handle.route(b.publicKey);
+  b.handle.route(a.publicKey);
+  await online;
+  return [a, b] as const;
+}
+
+/** `n` raw clients: handshake, then one PING frame so the relay confirms each. */
+async function rawClients(relay: RelayAddress, n: number): Promise<Deno.TcpConn[]> {
+  const relayPk = Uint8Array.from(relay.publicKey.match(/../g)!.map((h) => parseInt(h, 16)));
+  const one = async (): Promise<Deno.TcpConn> => {
+    const conn = await Deno.connect({ hostname: relay.host, port: relay.port });
+    const hs = createClientHandshake(newKeyPair(), relayPk, systemRandom);
+    await conn.write(hs.packet);
+    const reply = new Uint8Array(96);
+    for (let got = 0; got < 96;) {
+      const k = await conn.read(reply.subarray(got));
+      if (k === null) throw new Error("the relay closed during the handshake");
+      got += k;
+    }
+    const session = completeClientHandshake(hs.pending, reply);
+    if (session === null) throw new Error("handshake reply did not open");
+    await conn.write(sealFrame(session, encodeRelayPacket({ kind: "ping", pingId: 1n })));
+    return conn;
+  };
+  const out: Deno.TcpConn[] = [];
+  for (let i = 0; i < n; i += 100) {
+    out.push(...await Promise.all(Array.from({ length: Math.min(100, n - i) }, one)));
+  }
+  return out;
+}
+
+export async function benchRelayServer(quick: boolean): Promise<{ rows: Row[]; summary: Row }> {
+  const rows: Row[] = [];
+  const summary: Row = {};
+  const count = quick ? 3_000 : 20_000;
+  const size = 1024;
+  for (const mode of ["paced", "unpaced"] as const) {
+    for (const which of ["ours", "tox-bootstrapd"] as const) {
+      const relay = which === "ours" ? await startOwnRelay() : await startBootstrapd();
+      try {
+        const address = relay.relay;
+        const [a, b] = await routedPair(address, mode === "unpaced" ? UNPACED : undefined);
+        const s0 = await procStat(relay.pid);
+        const r = await runFlow(a, b, { count, size, timeoutMs: 60_000, quietMs: 2_000 });
+        const s1 = await procStat(relay.pid);
+        await Promise.all([a.close(), b.close()]);
+        const cpu = s1.cpu - s0.cpu;
+        rows.push({
+          relay: which,
+          sender: mode,
+          packets: r.sent,
+          received: r.received,
+          lost: r.lost,
+          stalls: r.stalls,
+          "MB/s": round((r.received * size) / (r.ms / 1000) / 1e6, 2),
+          "pkt/s": Math.round(r.received / (r.ms / 1000)),
+          "relay CPU µs/pkt": r.received > 0 ? round((cpu / r.received) * 1e6, 1) : null,
+          "timed out": r.timedOut ? "yes" : "no",
+        });
+      } finally {
+        await relay.stop();
+      }
+    }
+  }
+  // Memory: our relay's RSS with 1,000 confirmed clients, less its RSS idle.
+  const n = quick ? 200 : 1_000;
+  const own = await startOwnRelay();
+  let conns: Deno.TcpConn[] = [];
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const idle = (await procStat(own.pid)).rss;
+    conns = await rawClients(own.relay, n);
+    await new Promise((r) => setTimeout(r, 500));
+    const loaded = (await procStat(own.pid)).rss;
+    summary[`ours: RSS idle (MB)`] = round(idle / 1e6, 1);
+    summary[`ours: RSS with ${n} clients (MB)`] = round(loaded / 1e6, 1);
+    summary["ours: KB per client connection"] = round((loaded - idle) / n / 1024, 1);
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed by the relay */ }
+    }
+    await own.stop();
+  }
+  for (const row of rows) {
+    summary[`${row.relay} ${row.sender}: received/sent, stalls`] =
+      `${row.received}/${row.packets}, ${row.stalls}`;
+  }
+  return { rows, summary };
+}
