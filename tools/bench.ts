@@ -14,10 +14,9 @@ import { newKeyPair } from "../daemon/crypto.ts";
 import { RelayClient } from "../daemon/tcp/relay_client.ts";
 import { FakeRelayPeer, seededRandom } from "../tests/support/fake_relay.ts";
 import { type Bootstrapd, startBootstrapd } from "../tests/interop/harness.ts";
-import { type FlowResult, RelayEndpoint, runFlow } from "./relay_flow.ts";
+import { type FlowResult, RelayEndpoint, routedPair, runFlow, waitForEvent } from "./relay_flow.ts";
 import { benchCoordinator } from "./bench_coordinator.ts";
 import { benchFriend } from "./bench_friend.ts";
-import type { RelayWorkerEvent } from "../workers/messages.ts";
 
 type Row = Record<string, string | number | null>;
 
@@ -34,34 +33,6 @@ async function cpuTicks(pid: number): Promise<number> {
   const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
   const fields = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
   return Number(fields[11]) + Number(fields[12]); // utime + stime, in 1/100 s
-}
-
-function waitEvent(ep: RelayEndpoint, type: RelayWorkerEvent["type"], ms = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`no ${type} within ${ms} ms`));
-    }, ms);
-    const off = ep.subscribe((evs) => {
-      if (evs.some((e) => e.type === type)) {
-        clearTimeout(timer);
-        off();
-        resolve();
-      }
-    });
-  });
-}
-
-async function routedPair(relay: Bootstrapd): Promise<[RelayEndpoint, RelayEndpoint]> {
-  const addr = { host: relay.host, port: relay.port, publicKey: relay.publicKeyHex };
-  const a = new RelayEndpoint({ relay: addr });
-  const b = new RelayEndpoint({ relay: addr });
-  await Promise.all([waitEvent(a, "confirmed"), waitEvent(b, "confirmed")]);
-  const online = Promise.all([waitEvent(a, "online"), waitEvent(b, "online")]);
-  a.handle.route(b.publicKey);
-  b.handle.route(a.publicKey);
-  await online;
-  return [a, b];
 }
 
 /** Seals per second of `size`-byte packets with noble alone, one core. */
@@ -156,7 +127,7 @@ async function rssPerWorker(relay: Bootstrapd, n: number): Promise<number> {
   const addr = { host: relay.host, port: relay.port, publicKey: relay.publicKeyHex };
   const before = Deno.memoryUsage().rss;
   const eps = Array.from({ length: n }, () => new RelayEndpoint({ relay: addr }));
-  await Promise.all(eps.map((e) => waitEvent(e, "pong")));
+  await Promise.all(eps.map((e) => waitForEvent(e, "pong")));
   await new Promise((r) => setTimeout(r, 500));
   const after = Deno.memoryUsage().rss;
   await Promise.all(eps.map((e) => e.close()));
@@ -185,7 +156,7 @@ export async function benchRelay(quick: boolean): Promise<{ rows: Row[]; summary
       ? [[64, 5_000], [1024, 3_000], [2000, 1_500]]
       : [[64, 40_000], [1024, 20_000], [2000, 10_000]];
     for (const [size, count] of sizes) {
-      const [a, b] = await routedPair(relay);
+      const [a, b] = await routedPair(relay.relay);
       const cpu0 = await cpuTicks(relay.pid);
       const t0 = performance.now();
       const r: FlowResult = await runFlow(a, b, {

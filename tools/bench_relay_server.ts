@@ -14,8 +14,7 @@ import type { RelayAddress } from "../daemon/relay_address.ts";
 import type { PacerConfig } from "../daemon/tcp/pacer.ts";
 import { startBootstrapd } from "../tests/interop/harness.ts";
 import { startOwnRelay } from "../tests/interop/relay_process.ts";
-import { RelayEndpoint, runFlow } from "./relay_flow.ts";
-import type { RelayWorkerEvent } from "../workers/messages.ts";
+import { routedPair, runFlow } from "./relay_flow.ts";
 
 type Row = Record<string, string | number | null>;
 
@@ -38,35 +37,6 @@ async function procStat(pid: number): Promise<{ cpu: number; rss: number }> {
   const f = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
   // utime + stime (1/100 s); rss in pages (4 KiB here).
   return { cpu: (Number(f[11]) + Number(f[12])) / 100, rss: Number(f[21]) * 4096 };
-}
-
-function waitEvent(ep: RelayEndpoint, type: RelayWorkerEvent["type"], ms = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`no ${type} within ${ms} ms`));
-    }, ms);
-    const off = ep.subscribe((evs) => {
-      if (evs.some((e) => e.type === type)) {
-        clearTimeout(timer);
-        off();
-        resolve();
-      }
-    });
-  });
-}
-
-async function routedPair(relay: RelayAddress, pacer?: PacerConfig) {
-  const config = pacer ? { pacer } : undefined;
-  // A stall is detected (~2 s), counted and recovered by reconnecting, as in the daemon.
-  const a = new RelayEndpoint({ relay, config });
-  const b = new RelayEndpoint({ relay, config });
-  await Promise.all([waitEvent(a, "confirmed"), waitEvent(b, "confirmed")]);
-  const online = Promise.all([waitEvent(a, "online"), waitEvent(b, "online")]);
-  a.handle.route(b.publicKey);
-  b.handle.route(a.publicKey);
-  await online;
-  return [a, b] as const;
 }
 
 /** `n` raw clients: handshake, then one PING frame so the relay confirms each. */
@@ -104,9 +74,12 @@ export async function benchRelayServer(quick: boolean): Promise<{ rows: Row[]; s
       const relay = which === "ours" ? await startOwnRelay() : await startBootstrapd();
       try {
         const address = relay.relay;
-        const [a, b] = await routedPair(address, mode === "unpaced" ? UNPACED : undefined);
+        const [a, b] = await routedPair(
+          address,
+          mode === "unpaced" ? { pacer: UNPACED } : undefined,
+        );
         const s0 = await procStat(relay.pid);
-        const r = await runFlow(a, b, { count, size, timeoutMs: 60_000, quietMs: 2_000 });
+        const r = await runFlow(a, b, { count, size, timeoutMs: 60_000, quietMs: 4_000 });
         const s1 = await procStat(relay.pid);
         await Promise.all([a.close(), b.close()]);
         const cpu = s1.cpu - s0.cpu;

@@ -8,6 +8,8 @@ import { type KeyPair, newKeyPair } from "../daemon/crypto.ts";
 import type { RelaySendItem, RelayWorkerEvent } from "../workers/messages.ts";
 import { type RelayConnectOptions, RelayWorkerHandle } from "../workers/relay_handle.ts";
 import { Fanout } from "./fanout.ts";
+import type { RelayAddress } from "../daemon/relay_address.ts";
+import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
 
 export interface FlowResult {
   readonly sent: number;
@@ -168,4 +170,43 @@ export class RelayEndpoint implements FlowEndpoint {
   close(): Promise<void> {
     return this.handle.close();
   }
+}
+
+/** Resolves at the endpoint's first event of `type`; rejects after `ms`. */
+export function waitForEvent(
+  ep: FlowEndpoint,
+  type: RelayWorkerEvent["type"],
+  ms = 10_000,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no ${type} within ${ms} ms`));
+    }, ms);
+    const off = ep.subscribe((evs) => {
+      if (evs.some((e) => e.type === type)) {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+    });
+  });
+}
+
+/**
+ * Two raw endpoints on `relay`, routed to each other and online. A stall is detected (~2 s),
+ * counted and recovered by reconnecting, as in the daemon.
+ */
+export async function routedPair(
+  relay: RelayAddress,
+  config?: Partial<RelayClientConfig>,
+): Promise<[RelayEndpoint, RelayEndpoint]> {
+  const a = new RelayEndpoint({ relay, config });
+  const b = new RelayEndpoint({ relay, config });
+  await Promise.all([waitForEvent(a, "confirmed"), waitForEvent(b, "confirmed")]);
+  const online = Promise.all([waitForEvent(a, "online"), waitForEvent(b, "online")]);
+  a.handle.route(b.publicKey);
+  b.handle.route(a.publicKey);
+  await online;
+  return [a, b];
 }

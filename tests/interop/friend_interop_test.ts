@@ -4,112 +4,21 @@
  * lossless streams arrive whole and in order, and killing the relay in use loses nothing.
  */
 import assert from "node:assert/strict";
-import { FriendEndpoint, sendStream, StreamCounter } from "../../tools/friend_flow.ts";
-import type { CoordinatorEvent } from "../../workers/messages.ts";
-import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
-
-const isOnline = (friend: string) => (e: CoordinatorEvent) =>
-  e.type === "friend_online" && e.friend === friend;
-
-/** a knows b's DHT key and relays (the hint); b knows only a's long-term key. */
-async function friends(relays: Bootstrapd[], signal: AbortSignal) {
-  const a = new FriendEndpoint({ name: "alice", relays: relays.map((r) => r.relay) });
-  const b = new FriendEndpoint({ name: "bob", relays: relays.map((r) => r.relay) });
-  try {
-    const online = Promise.all([
-      a.waitFor("alice sees bob online", isOnline(b.realHex), 15_000, signal),
-      b.waitFor("bob sees alice online", isOnline(a.realHex), 15_000, signal),
-    ]);
-    b.handle.addFriend(a.real.publicKey);
-    a.handle.addFriend(b.real.publicKey, {
-      dhtPublicKey: b.dht.publicKey,
-      relays: relays.map((r) => r.relay),
-    });
-    await online;
-    return { a, b, close: () => Promise.all([a.close(), b.close()]) };
-  } catch (e) {
-    await Promise.all([a.close(), b.close()]);
-    throw e;
-  }
-}
+import { sendStream, StreamCounter } from "../../tools/friend_flow.ts";
+import { interopTest, startBootstrapd } from "./harness.ts";
+import { exchangeOurs, ourFriends } from "./friend_pairs.ts";
 
 interopTest("ours<->ours: hinted friend online, messages with receipts, 2000 lossless each way", [
   "tox-bootstrapd",
 ], async (_t, signal) => {
   await using relay = await startBootstrapd();
-  const started = performance.now();
-  const { a, b, close } = await friends([relay], signal);
+  const pair = await ourFriends([relay], signal);
   try {
-    const onlineMs = performance.now() - started;
-    const st = await a.status();
-    const friend = st.friends[0];
-    assert.equal(friend.progress, "connected");
-    assert.equal(friend.online, true);
-    assert.equal(friend.path?.online, true);
-    console.log(`online after ${onlineMs.toFixed(0)} ms`);
-
-    // Messages both ways, each with its receipt.
-    const got = Promise.all([
-      b.waitFor("bob gets the message", (e) => e.type === "friend_message", 5_000, signal),
-      a.waitFor("alice gets the action", (e) => e.type === "friend_message", 5_000, signal),
-      a.waitFor("alice's receipt", (e) => e.type === "friend_receipt", 5_000, signal),
-      b.waitFor("bob's receipt", (e) => e.type === "friend_receipt", 5_000, signal),
-    ]);
-    a.handle.sendMessage(b.real.publicKey, "hello bob ☺", "normal", 7);
-    b.handle.sendMessage(a.real.publicKey, "waves", "action");
-    const [m1, m2, r1, r2] = await got;
-    assert.deepEqual(m1, {
-      type: "friend_message",
-      friend: a.realHex,
-      kind: "normal",
-      text: "hello bob ☺",
-    });
-    assert.deepEqual(m2, {
-      type: "friend_message",
-      friend: b.realHex,
-      kind: "action",
-      text: "waves",
-    });
-    assert.deepEqual(r1, { type: "friend_receipt", friend: b.realHex, messageId: 1 });
-    assert.deepEqual(r2, { type: "friend_receipt", friend: a.realHex, messageId: 1 });
-
-    // 2000 custom lossless packets each way, at once.
-    const atB = new StreamCounter(b, a.realHex);
-    const atA = new StreamCounter(a, b.realHex);
-    const count = 2000;
-    const [ab, ba] = await Promise.all([
-      sendStream(a, b.real.publicKey, {
-        count,
-        size: 100,
-        timeoutMs: 30_000,
-        done: () => atB.received >= count,
-        signal,
-      }),
-      sendStream(b, a.real.publicKey, {
-        count,
-        size: 100,
-        timeoutMs: 30_000,
-        done: () => atA.received >= count,
-        signal,
-      }),
-    ]);
-    atA.stop();
-    atB.stop();
-    assert.equal(ab.timedOut, false, `a->b: ${atB.received}/${count}`);
-    assert.equal(ba.timedOut, false, `b->a: ${atA.received}/${count}`);
-    assert.deepEqual([atB.received, atB.inOrder, atA.received, atA.inOrder], [
-      count,
-      count,
-      count,
-      count,
-    ]);
-    console.log(
-      `a->b ${(count / ab.ms * 1000).toFixed(0)} pkt/s, b->a ${
-        (count / ba.ms * 1000).toFixed(0)
-      } pkt/s`,
-    );
+    console.log(`online after ${pair.onlineMs.toFixed(0)} ms`);
+    const f = await exchangeOurs(pair, signal);
+    console.log(`a->b ${f.abPps.toFixed(0)} pkt/s, b->a ${f.baPps.toFixed(0)} pkt/s`);
   } finally {
-    await close();
+    await pair.close();
   }
 }, { timeout: 60_000 });
 
@@ -118,7 +27,7 @@ interopTest("ours<->ours over two relays: killing the relay in use loses no loss
 ], async (_t, signal) => {
   await using r1 = await startBootstrapd();
   await using r2 = await startBootstrapd();
-  const { a, b, close } = await friends([r1, r2], signal);
+  const { a, b, close } = await ourFriends([r1, r2], signal);
   try {
     // Wait until both relays carry the friend, then find the sender.
     let sender: string | null = null;
