@@ -2,18 +2,16 @@
  * `deno task bench` relay server section: the same pair of our relay clients through our
  * relay (`deno task relay`, a process) and through tox-bootstrapd 0.2.18, in the same run:
  * 1 KB DATA paced (our client's default pacer, tuned for tox-bootstrapd) and unpaced (the
- * burst that deadlocks tox-bootstrapd, relay_load.md §1). Per row: throughput, loss, stalls,
+ * burst that deadlocks tox-bootstrapd, relay_load.md §1), and unpaced beside a client that never
+ * reads while another floods it (one stuck receiver must cost the others nothing). Per row:
+ * throughput, loss, stalls,
  * and the relay's CPU per forwarded packet (from /proc, utime + stime). Then the memory one
  * more client connection costs our relay (its RSS with 1,000 confirmed clients on).
  */
-import { completeClientHandshake, createClientHandshake } from "../daemon/tcp/handshake.ts";
-import { sealFrame } from "../daemon/tcp/framing.ts";
-import { encodeRelayPacket } from "../daemon/tcp/packets.ts";
-import { newKeyPair, systemRandom } from "../daemon/crypto.ts";
-import type { RelayAddress } from "../daemon/relay_address.ts";
 import type { PacerConfig } from "../daemon/tcp/pacer.ts";
 import { startBootstrapd } from "../tests/interop/harness.ts";
 import { startOwnRelay } from "../tests/interop/relay_process.ts";
+import { RawRelayClient } from "../tests/support/raw_relay_client.ts";
 import { routedPair, runFlow } from "./relay_flow.ts";
 
 type Row = Record<string, string | number | null>;
@@ -39,29 +37,61 @@ async function procStat(pid: number): Promise<{ cpu: number; rss: number }> {
   return { cpu: (Number(f[11]) + Number(f[12])) / 100, rss: Number(f[21]) * 4096 };
 }
 
-/** `n` raw clients: handshake, then one PING frame so the relay confirms each. */
-async function rawClients(relay: RelayAddress, n: number): Promise<Deno.TcpConn[]> {
-  const relayPk = Uint8Array.from(relay.publicKey.match(/../g)!.map((h) => parseInt(h, 16)));
-  const one = async (): Promise<Deno.TcpConn> => {
-    const conn = await Deno.connect({ hostname: relay.host, port: relay.port });
-    const hs = createClientHandshake(newKeyPair(), relayPk, systemRandom);
-    await conn.write(hs.packet);
-    const reply = new Uint8Array(96);
-    for (let got = 0; got < 96;) {
-      const k = await conn.read(reply.subarray(got));
-      if (k === null) throw new Error("the relay closed during the handshake");
-      got += k;
-    }
-    const session = completeClientHandshake(hs.pending, reply);
-    if (session === null) throw new Error("handshake reply did not open");
-    await conn.write(sealFrame(session, encodeRelayPacket({ kind: "ping", pingId: 1n })));
-    return conn;
-  };
-  const out: Deno.TcpConn[] = [];
+/** `n` raw clients, each confirmed by a PING answered. */
+async function rawClients(relay: { port: number; publicKey: Uint8Array }, n: number) {
+  const out: RawRelayClient[] = [];
   for (let i = 0; i < n; i += 100) {
-    out.push(...await Promise.all(Array.from({ length: Math.min(100, n - i) }, one)));
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(100, n - i) }, async () => {
+        const c = await RawRelayClient.connect(relay.port, relay.publicKey);
+        await c.ping();
+        return c;
+      }),
+    );
+    out.push(...batch);
   }
   return out;
+}
+
+/**
+ * A client that never reads, flooded with 1 KB DATA by another raw client while the pair runs
+ * its unpaced flow: what one stuck receiver costs everyone else.
+ */
+async function withStalledReader(
+  relay: { port: number; publicKey: Uint8Array },
+  during: () => Promise<void>,
+): Promise<number> {
+  const [flooder, stuck] = await rawClients(relay, 2);
+  let sent = 0;
+  try {
+    stuck.pause();
+    await flooder.send({ kind: "routing_request", publicKey: stuck.keys.publicKey });
+    await stuck.send({ kind: "routing_request", publicKey: flooder.keys.publicKey });
+    await flooder.until(
+      () => flooder.inbox.some((p) => p.kind === "connection_notification"),
+      5_000,
+      "the stuck client online",
+    );
+    const id = flooder.inbox.find((p) => p.kind === "connection_notification")!;
+    const conn = (id as { connectionId: number }).connectionId;
+    let flooding = true;
+    const flood = (async () => {
+      const data = new Uint8Array(1024);
+      while (flooding) {
+        await flooder.send({ kind: "data", connectionId: conn, data });
+        sent++;
+      }
+    })();
+    try {
+      await during();
+    } finally {
+      flooding = false;
+      await flood.catch(() => {});
+    }
+  } finally {
+    await Promise.all([flooder.close(), stuck.close()]);
+  }
+  return sent;
 }
 
 export async function benchRelayServer(quick: boolean): Promise<{ rows: Row[]; summary: Row }> {
@@ -100,25 +130,55 @@ export async function benchRelayServer(quick: boolean): Promise<{ rows: Row[]; s
       }
     }
   }
+  // One stuck receiver, flooded, beside the unpaced pair: the pair must not notice.
+  {
+    const relay = await startOwnRelay();
+    try {
+      let flooded = 0;
+      const row: Row = { relay: "ours", sender: "unpaced + a stuck reader flooded" };
+      flooded = await withStalledReader(relay, async () => {
+        const [a, b] = await routedPair(relay.relay, { pacer: UNPACED });
+        const s0 = await procStat(relay.pid);
+        const r = await runFlow(a, b, { count, size, timeoutMs: 60_000, quietMs: 4_000 });
+        const s1 = await procStat(relay.pid);
+        await Promise.all([a.close(), b.close()]);
+        Object.assign(row, {
+          packets: r.sent,
+          received: r.received,
+          lost: r.lost,
+          stalls: r.stalls,
+          "MB/s": round((r.received * size) / (r.ms / 1000) / 1e6, 2),
+          "pkt/s": Math.round(r.received / (r.ms / 1000)),
+          "relay CPU µs/pkt": r.received > 0
+            ? round(((s1.cpu - s0.cpu) / r.received) * 1e6, 1)
+            : null,
+          "timed out": r.timedOut ? "yes" : "no",
+        });
+      });
+      await relay.stop();
+      const dropped = relay.stopped?.stats.droppedQueueFull ?? null;
+      rows.push(row);
+      summary["ours: stuck reader flooded with (packets), of which the relay dropped"] =
+        `${flooded}, ${dropped}`;
+    } finally {
+      await relay.stop();
+    }
+  }
   // Memory: our relay's RSS with 1,000 confirmed clients, less its RSS idle.
   const n = quick ? 200 : 1_000;
   const own = await startOwnRelay();
-  let conns: Deno.TcpConn[] = [];
+  let conns: RawRelayClient[] = [];
   try {
     await new Promise((r) => setTimeout(r, 300));
     const idle = (await procStat(own.pid)).rss;
-    conns = await rawClients(own.relay, n);
+    conns = await rawClients(own, n);
     await new Promise((r) => setTimeout(r, 500));
     const loaded = (await procStat(own.pid)).rss;
     summary[`ours: RSS idle (MB)`] = round(idle / 1e6, 1);
     summary[`ours: RSS with ${n} clients (MB)`] = round(loaded / 1e6, 1);
     summary["ours: KB per client connection"] = round((loaded - idle) / n / 1024, 1);
   } finally {
-    for (const c of conns) {
-      try {
-        c.close();
-      } catch { /* closed by the relay */ }
-    }
+    await Promise.all(conns.map((c) => c.close()));
     await own.stop();
   }
   for (const row of rows) {
