@@ -4,6 +4,7 @@
  * command line, as a user or a script would.
  */
 import { type Bootstrapd, trackHarnessProcess } from "./harness.ts";
+import { ManagedProcess, type StopResult } from "../../tools/processes.ts";
 import type { ControlClient, ControlEvent } from "../../tools/ctl.ts";
 
 /** A relay as `--relay` and `ctl relay add` take it. */
@@ -23,11 +24,8 @@ export interface DaemonOptions {
 }
 
 export class DaemonProcess {
-  readonly child: Deno.ChildProcess;
   readonly opts: DaemonOptions;
-  readonly done: Promise<Deno.CommandStatus>;
-  #log = "";
-  readonly #drains: Promise<void>[];
+  readonly #proc: ManagedProcess;
   readonly #untrack: () => void;
 
   private constructor(opts: DaemonOptions) {
@@ -47,15 +45,7 @@ export class DaemonProcess {
       ...(opts.name ? ["--name", opts.name] : []),
       ...(opts.extra ?? []),
     ];
-    this.child = new Deno.Command(Deno.execPath(), {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    this.done = this.child.status;
-    this.#drains = [this.child.stdout, this.child.stderr].map((s) => this.#drain(s));
+    this.#proc = ManagedProcess.spawn({ name: "daemon", args, env: { NO_COLOR: "1" } });
     this.#untrack = trackHarnessProcess(this);
   }
 
@@ -63,9 +53,7 @@ export class DaemonProcess {
   static async start(opts: DaemonOptions, timeoutMs = 15_000): Promise<DaemonProcess> {
     const d = new DaemonProcess(opts);
     const end = Date.now() + timeoutMs;
-    let exited = false;
-    d.done.then(() => (exited = true));
-    while (Date.now() < end && !exited) {
+    while (Date.now() < end && d.#proc.status === null) {
       try {
         const c = await Deno.connect({ transport: "unix", path: opts.socket });
         c.close();
@@ -74,44 +62,31 @@ export class DaemonProcess {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+    const exited = d.#proc.status !== null;
     await d.kill("SIGKILL");
     throw new Error(`daemon did not come up (${exited ? "it exited" : "timeout"}):\n${d.log}`);
   }
 
   get pid(): number {
-    return this.child.pid;
+    return this.#proc.pid;
   }
 
   get log(): string {
-    return this.#log;
+    return this.#proc.log;
   }
 
   describe(): string {
     return `daemon pid ${this.pid} (${this.opts.dataDir})`;
   }
 
-  async #drain(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const dec = new TextDecoder();
-    for await (const chunk of stream) this.#log += dec.decode(chunk, { stream: true });
-  }
-
-  /** Send `signal`, wait for the exit (SIGKILL after `graceMs`), finish the pipes. */
-  async kill(signal: Deno.Signal, graceMs = 5_000): Promise<Deno.CommandStatus> {
-    try {
-      this.child.kill(signal);
-    } catch { /* already gone */ }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), graceMs)));
-    if ((await Promise.race([this.done, late])) === "late") {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }
-    clearTimeout(timer);
-    const status = await this.done;
-    await Promise.all(this.#drains);
+  /**
+   * Send `signal`, wait for the exit (SIGKILL after `graceMs`), finish the pipes. Only the
+   * first kill or stop acts; later ones return its result.
+   */
+  async kill(signal: Deno.Signal, graceMs = 5_000): Promise<StopResult> {
+    const r = await this.#proc.stop(signal, graceMs);
     this.#untrack();
-    return status;
+    return r;
   }
 
   stop(): Promise<void> {

@@ -6,12 +6,13 @@
  * either.
  *
  * Ready once the relay printed its one `{"event":"listening",…}` line (bounded); stopped with
- * SIGTERM (SIGKILL after a grace), reaped, pipes drained. Registered with the harness so an
+ * SIGTERM (SIGKILL after a grace), reaped, pipes drained (tools/processes.ts, as the demo). Registered with the harness so an
  * interopTest that times out stops it. Listens on 127.0.0.1 only, on a port the OS picks.
  */
 import { fromHex } from "../../daemon/crypto.ts";
 import type { RelayAddress } from "../../daemon/relay_address.ts";
 import type { RelayServerStats } from "../../daemon/tcp/relay_server.ts";
+import { ManagedProcess } from "../../tools/processes.ts";
 import { LOCALHOST, trackHarnessProcess } from "./harness.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -83,62 +84,42 @@ function installUnloadHook(): void {
   });
 }
 
-/** A timer raced against `p`; true if `p` settled first. The timer is always cleared. */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
-  try {
-    return await Promise.race([p.then(() => true, () => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 class OwnRelayProcess implements OwnRelay {
-  readonly child: Deno.ChildProcess;
-  readonly pid: number;
+  readonly #proc: ManagedProcess;
   readonly args: readonly string[];
   host = LOCALHOST;
   port = 0;
   publicKeyHex = "";
   publicKey: Uint8Array = new Uint8Array(32);
-  exitStatus: Deno.CommandStatus | null = null;
-  stopped: OwnRelayStopped | null = null;
-  readonly done: Promise<Deno.CommandStatus>;
-  #log = "";
-  #dropped = 0;
-  readonly #listening = Promise.withResolvers<void>();
-  readonly #readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
-  readonly #drains: Promise<void>[];
   #stopping: Promise<void> | null = null;
   readonly #untrack: () => void;
 
   constructor(args: string[]) {
     installUnloadHook();
     this.args = args;
-    this.child = new Deno.Command(Deno.execPath(), {
+    this.#proc = ManagedProcess.spawn({
+      name: "our relay",
       args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
       env: { NO_COLOR: "1" },
-    }).spawn();
-    this.pid = this.child.pid;
-    live.add(this.child);
-    this.done = this.child.status.then((s) => {
-      this.exitStatus = s;
-      live.delete(this.child);
-      this.#listening.reject(
-        new Error(`the relay ${s.signal ? `was killed by ${s.signal}` : `exited (${s.code})`}`),
-      );
-      return s;
+      maxLogChars: LOG_LIMIT_CHARS,
     });
-    this.#listening.promise.catch(() => {}); // rejected after a normal exit too: not a fault
-    this.#drains = [
-      this.#drain(this.child.stdout, (line) => this.#stdoutLine(line)),
-      this.#drain(this.child.stderr, () => {}),
-    ];
+    live.add(this.#proc.child);
+    this.#proc.exited.then(() => live.delete(this.#proc.child));
     this.#untrack = trackHarnessProcess(this);
+  }
+
+  get pid(): number {
+    return this.#proc.pid;
+  }
+
+  get exitStatus(): Deno.CommandStatus | null {
+    return this.#proc.status;
+  }
+
+  /** Printed on SIGINT/SIGTERM, so known once the process has exited cleanly. */
+  get stopped(): OwnRelayStopped | null {
+    const line = this.#proc.stdoutLines.find((l) => l.startsWith('{"event":"stopped"'));
+    return line === undefined ? null : JSON.parse(line) as OwnRelayStopped;
   }
 
   get relay(): RelayAddress {
@@ -146,136 +127,60 @@ class OwnRelayProcess implements OwnRelay {
   }
 
   log(): string {
-    return (this.#dropped > 0 ? "[... earlier output dropped ...]\n" : "") + this.#log;
+    return this.#proc.log;
   }
 
   describe(): string {
     return `own relay pid ${this.pid} on ${this.host}:${this.port}`;
   }
 
-  #append(text: string): void {
-    this.#log += text;
-    if (this.#log.length > 2 * LOG_LIMIT_CHARS) {
-      const cut = this.#log.length - LOG_LIMIT_CHARS;
-      this.#dropped += cut;
-      this.#log = this.#log.slice(cut);
-    }
-  }
-
-  #stdoutLine(line: string): void {
-    if (!line.startsWith("{")) return;
-    let doc: Record<string, unknown>;
+  /** Resolves once listening; rejects (after killing it) if it exits or takes too long. */
+  async ready(timeoutMs: number): Promise<void> {
     try {
-      doc = JSON.parse(line);
-    } catch {
-      return;
-    }
-    if (doc.event === "listening") {
+      const line = await this.#proc.waitForLine(
+        (l) => l.startsWith('{"event":"listening"'),
+        timeoutMs,
+      );
+      const doc = JSON.parse(line) as Record<string, unknown>;
       const key = String(doc.public_key ?? "");
       if (
         typeof doc.host !== "string" || typeof doc.port !== "number" ||
         !/^[0-9a-f]{64}$/i.test(key)
       ) {
-        this.#listening.reject(new Error(`a malformed listening line: ${line}`));
-        return;
+        throw new Error(`a malformed listening line: ${line}`);
       }
       this.host = doc.host;
       this.port = doc.port;
       this.publicKeyHex = key.toLowerCase();
       this.publicKey = fromHex(this.publicKeyHex, 32);
-      this.#listening.resolve();
-    } else if (doc.event === "stopped") {
-      this.stopped = doc as unknown as OwnRelayStopped;
-    }
-  }
-
-  async #drain(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
-    const reader = stream.getReader();
-    this.#readers.push(reader);
-    const dec = new TextDecoder();
-    let partial = "";
-    try {
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        partial += dec.decode(value, { stream: true });
-        let nl: number;
-        while ((nl = partial.indexOf("\n")) >= 0) {
-          const line = partial.slice(0, nl);
-          partial = partial.slice(nl + 1);
-          this.#append(line + "\n");
-          onLine(line);
-        }
-      }
-    } catch {
-      // cancelled: nothing more to read
-    } finally {
-      partial += dec.decode();
-      if (partial !== "") {
-        this.#append(partial + "\n");
-        onLine(partial);
-      }
-      try {
-        reader.releaseLock();
-      } catch { /* released */ }
-    }
-  }
-
-  /** Resolves once listening; rejects (after killing it) if it exits or takes too long. */
-  async ready(timeoutMs: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no listening line within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([this.#listening.promise, late]);
     } catch (e) {
       await this.kill();
       throw new Error(
         `our relay did not start (${(e as Error).message}): ${Deno.execPath()} ${
           this.args.join(" ")
-        }\n${this.log().split("\n").slice(-40).join("\n")}`,
+        }\n${this.#proc.tail(40).join("\n")}`,
       );
-    } finally {
-      clearTimeout(timer);
     }
   }
 
   #signal(sig: Deno.Signal): void {
-    if (this.exitStatus !== null) return;
+    if (this.#proc.status !== null) return;
     try {
-      this.child.kill(sig);
+      this.#proc.child.kill(sig);
     } catch { /* exited meanwhile */ }
   }
 
-  async #terminate(graceMs: number): Promise<void> {
-    if (this.exitStatus === null) {
-      if (graceMs > 0) {
-        this.#signal("SIGTERM");
-        this.#signal("SIGCONT"); // if it was paused, so it can act on SIGTERM
-        if (!(await settlesWithin(this.done, graceMs))) this.#signal("SIGKILL");
-      } else {
-        this.#signal("SIGKILL");
-      }
-    }
-    await this.done;
-    const drains = Promise.all(this.#drains);
-    if (!(await settlesWithin(drains, 1_000))) {
-      await Promise.allSettled(this.#readers.map((r) => r.cancel()));
-    }
-    await drains;
-  }
-
   stop(): Promise<void> {
-    this.#stopping ??= this.#terminate(STOP_GRACE_MS).finally(() => this.#untrack());
+    this.#stopping ??= (async () => {
+      const done = this.#proc.stop("SIGTERM", STOP_GRACE_MS);
+      this.#signal("SIGCONT"); // if it was paused, so it can act on SIGTERM
+      await done;
+    })().finally(() => this.#untrack());
     return this.#stopping;
   }
 
   kill(): Promise<void> {
-    this.#stopping ??= this.#terminate(0).finally(() => this.#untrack());
+    this.#stopping ??= this.#proc.stop("SIGKILL", 0).then(() => {}).finally(() => this.#untrack());
     return this.#stopping;
   }
 
