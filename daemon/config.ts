@@ -7,7 +7,12 @@
  * community nodes.json format), the config file, and those added at run time (saved state).
  */
 import { parseArgs } from "node:util";
-import { parseNodesJson, parseRelaySpec, type RelayAddress } from "./relay_address.ts";
+import {
+  parseNodesJson,
+  parseNodesJsonUdp,
+  parseRelaySpec,
+  type RelayAddress,
+} from "./relay_address.ts";
 import { parseProxyUrl, type ProxyConfig } from "./tcp/proxy.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import { MAX_NAME_LENGTH } from "./messenger.ts";
@@ -20,6 +25,11 @@ export interface DaemonConfig {
   readonly socketPath: string;
   /** From flags or the config file (not the ones added at run time, which live in state). */
   readonly relays: readonly RelayAddress[];
+  /**
+   * Onion bootstrap nodes: DHT key and UDP address (as the relays reach it). Relays are tried
+   * as nodes too, at their TCP port; these are for nodes whose UDP port differs.
+   */
+  readonly bootstrap: readonly RelayAddress[];
   readonly nodesFile: string | null;
   /** With a proxy set, every relay connection goes through it; never directly. */
   readonly proxy: ProxyConfig | null;
@@ -39,7 +49,11 @@ export const USAGE = `usage: deno task daemon [options]
   --data-dir DIR      keys, friends, relays and config.json (default
                       $XDG_DATA_HOME/toxtcp or ~/.local/share/toxtcp)
   --relay H:P:PUBKEY  a TCP relay to use (repeatable; IPv6 as [::1]:33445:PUBKEY)
-  --nodes FILE        relays from a nodes.json file (the community list format)
+  --nodes FILE        relays from a nodes.json file (the community list format), and its
+                      UDP addresses as onion bootstrap nodes
+  --bootstrap H:P:PUBKEY
+                      an onion bootstrap node: its DHT key and UDP port (repeatable); each
+                      relay is also tried as one at its TCP port
   --proxy URL         socks5://HOST:PORT or http://HOST:PORT; relays are then reached only
                       through it
   --socket PATH       the control socket (default $TOXTCP_SOCKET, else
@@ -53,7 +67,8 @@ export const USAGE = `usage: deno task daemon [options]
   --capture-secrets   also write the session secrets into the --capture file itself
   --help              this text
 
-config.json in the data dir may hold "relays" (a list of HOST:PORT:PUBKEY), "nodes", "proxy",
+config.json in the data dir may hold "relays" (a list of HOST:PORT:PUBKEY), "bootstrap"
+(the same), "nodes", "proxy",
 "socket", "name" and "log_level"; flags win over it. Capture and key log are flags only, so
 that a forgotten config file never records anyone.`;
 
@@ -61,6 +76,7 @@ export interface Flags {
   readonly help: boolean;
   readonly dataDir?: string;
   readonly relays?: readonly RelayAddress[];
+  readonly bootstrap?: readonly RelayAddress[];
   readonly nodesFile?: string;
   readonly proxy?: ProxyConfig;
   readonly socketPath?: string;
@@ -104,6 +120,7 @@ export function parseFlags(args: string[]): Flags {
       options: {
         "data-dir": { type: "string" },
         relay: { type: "string", multiple: true },
+        bootstrap: { type: "string", multiple: true },
         nodes: { type: "string" },
         proxy: { type: "string" },
         socket: { type: "string" },
@@ -134,6 +151,7 @@ export function parseFlags(args: string[]): Flags {
     help: v.help === true,
     dataDir: v["data-dir"],
     relays: v.relay?.map((r) => wrap("--relay", () => parseRelaySpec(r))),
+    bootstrap: v.bootstrap?.map((r) => wrap("--bootstrap", () => parseRelaySpec(r))),
     nodesFile: v.nodes,
     proxy: v.proxy === undefined ? undefined : wrap("--proxy", () => parseProxyUrl(v.proxy!)),
     socketPath: v.socket,
@@ -163,7 +181,7 @@ export function parseConfigFile(text: string, path: string): FileSettings {
     throw new ConfigError(`${path} must hold a JSON object`);
   }
   const o = doc as Record<string, unknown>;
-  const known = ["relays", "nodes", "proxy", "socket", "name", "log_level"];
+  const known = ["relays", "bootstrap", "nodes", "proxy", "socket", "name", "log_level"];
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) {
       throw new ConfigError(`${path}: unknown setting "${k}" (known: ${known.join(", ")})`);
@@ -174,18 +192,23 @@ export function parseConfigFile(text: string, path: string): FileSettings {
     if (typeof o[k] !== "string") throw new ConfigError(`${path}: "${k}" must be a string`);
     return o[k] as string;
   };
-  if (o.relays !== undefined && !Array.isArray(o.relays)) {
-    throw new ConfigError(`${path}: "relays" must be a list of "HOST:PORT:PUBKEY" strings`);
-  }
-  const relays = (o.relays as unknown[] | undefined)?.map((r, i) =>
-    wrap(`${path}: relays[${i}]`, () => {
-      if (typeof r !== "string") throw new TypeError(`must be a "HOST:PORT:PUBKEY" string`);
-      return parseRelaySpec(r);
-    })
-  );
+  const specs = (k: "relays" | "bootstrap") => {
+    if (o[k] !== undefined && !Array.isArray(o[k])) {
+      throw new ConfigError(`${path}: "${k}" must be a list of "HOST:PORT:PUBKEY" strings`);
+    }
+    return (o[k] as unknown[] | undefined)?.map((r, i) =>
+      wrap(`${path}: ${k}[${i}]`, () => {
+        if (typeof r !== "string") throw new TypeError(`must be a "HOST:PORT:PUBKEY" string`);
+        return parseRelaySpec(r);
+      })
+    );
+  };
+  const relays = specs("relays");
+  const bootstrap = specs("bootstrap");
   const proxy = str("proxy");
   return {
     relays,
+    bootstrap,
     nodesFile: str("nodes"),
     proxy: proxy === undefined ? undefined : wrap(`${path}: proxy`, () => parseProxyUrl(proxy)),
     socketPath: str("socket"),
@@ -205,6 +228,7 @@ export function resolveConfig(
     dataDir,
     socketPath: flags.socketPath ?? file.socketPath ?? defaultSocketPath(env, dataDir),
     relays: flags.relays ?? file.relays ?? [],
+    bootstrap: flags.bootstrap ?? file.bootstrap ?? [],
     nodesFile: flags.nodesFile ?? file.nodesFile ?? null,
     proxy: flags.proxy ?? file.proxy ?? null,
     name: flags.name ?? file.name ?? null,
@@ -218,4 +242,9 @@ export function resolveConfig(
 /** Relays of a nodes.json file, with the file named in any error. */
 export function relaysOfNodesFile(text: string, path: string): RelayAddress[] {
   return wrap(path, () => parseNodesJson(text));
+}
+
+/** The UDP (DHT) addresses of a nodes.json file: onion bootstrap nodes. */
+export function bootstrapOfNodesFile(text: string, path: string): RelayAddress[] {
+  return wrap(path, () => parseNodesJsonUdp(text));
 }

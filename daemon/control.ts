@@ -20,6 +20,15 @@ import {
 } from "./messenger.ts";
 import { MAX_CRYPTO_DATA_SIZE } from "./net_crypto/packets.ts";
 import { parseRelaySpec, type RelayAddress } from "./relay_address.ts";
+import { ONION_DATA_MAX_ACCEPTED } from "./onion/packets.ts";
+
+/**
+ * The longest friend-request message we send: c-toxcore 0.2.18 itself sends up to 1016 bytes
+ * (MAX_FRIEND_REQUEST_DATA_SIZE) but a c-toxcore receiver drops onion data over 948 bytes,
+ * so 943 is the most that arrives (checked on the wire, spec/onion.md §5). Longer would be
+ * lost silently; we refuse it instead.
+ */
+export const MAX_FRIEND_REQUEST_MESSAGE = ONION_DATA_MAX_ACCEPTED - 1 - 4;
 
 /** Longest request line accepted, its LF or CRLF excluded. */
 export const MAX_LINE_BYTES = 64 * 1024;
@@ -31,6 +40,7 @@ export type ErrorCode =
   | "bad_argument" // a parameter missing, of the wrong type or out of range
   | "line_too_long"
   | "not_friend"
+  | "no_request" // friend.accept / friend.refuse of a key that has not asked
   | "not_online"
   | "unknown_relay"
   | "queue_full"
@@ -53,7 +63,11 @@ export type ControlCommand =
     readonly publicKey: Uint8Array;
     readonly dhtPublicKey: Uint8Array | null;
     readonly relays: readonly RelayAddress[];
+    /** With a message (and a Tox ID): a friend request, sent through the onion. */
+    readonly request: { readonly nospam: Uint8Array; readonly message: string } | null;
   }
+  | { readonly cmd: "friend.accept" | "friend.refuse"; readonly publicKey: Uint8Array }
+  | { readonly cmd: "requests" }
   | { readonly cmd: "friend.remove"; readonly publicKey: Uint8Array }
   | {
     readonly cmd: "send";
@@ -82,6 +96,9 @@ export const COMMANDS = [
   "friends",
   "friend.add",
   "friend.remove",
+  "friend.accept",
+  "friend.refuse",
+  "requests",
   "send",
   "send.lossless",
   "send.lossy",
@@ -246,6 +263,7 @@ function command(cmd: string, o: Record<string, unknown>): ControlCommand {
     case "self":
     case "relays":
     case "friends":
+    case "requests":
     case "subscribe":
     case "unsubscribe":
       return { cmd };
@@ -260,13 +278,34 @@ function command(cmd: string, o: Record<string, unknown>): ControlCommand {
         throw new ArgumentError(`"relays" must be an array of "HOST:PORT:PUBKEY" strings`);
       }
       if ((relays ?? []).length > 16) throw new ArgumentError(`"relays": at most 16`);
+      const message = optionalString(o, "message");
+      const parsed = parseFriendKey(requireString(o, "public_key"));
+      if (!parsed.ok) throw new ArgumentError(`"public_key": ${parsed.message}`);
+      let request = null;
+      if (message !== undefined) {
+        if (parsed.nospam === null) {
+          throw new ArgumentError(
+            `a friend request needs the friend's Tox ID (76 hex digits, with its nospam), ` +
+              `not a bare public key`,
+          );
+        }
+        if (message.length === 0) throw new ArgumentError(`"message" must not be empty`);
+        request = {
+          nospam: parsed.nospam,
+          message: bounded(message, "message", MAX_FRIEND_REQUEST_MESSAGE),
+        };
+      }
       return {
         cmd,
-        publicKey: friendKey(o),
+        publicKey: parsed.publicKey,
         dhtPublicKey: dht === undefined || dht === null ? null : key64(o, "dht_public_key"),
         relays: (relays ?? []).map((r, i) => relaySpec(r, `"relays"[${i}]`)),
+        request,
       };
     }
+    case "friend.accept":
+    case "friend.refuse":
+      return { cmd, publicKey: friendKey(o) };
     case "friend.remove":
       return { cmd, publicKey: friendKey(o) };
     case "send": {
@@ -381,7 +420,9 @@ export type ControlEvent =
   | { event: "custom_packet"; public_key: string; data: string; lossless: boolean }
   | { event: "friend_name"; public_key: string; name: string }
   | { event: "friend_status_message"; public_key: string; status_message: string }
-  | { event: "friend_request"; public_key: string; text: string };
+  | { event: "friend_request"; public_key: string; text: string }
+  /** Whether friends can find us (stored at an onion announce node) changed. */
+  | { event: "onion"; announced: boolean; stored_at: number; nodes: number };
 
 export function eventLine(e: ControlEvent, now: Date): string {
   return JSON.stringify({ ...e, time: now.toISOString() }) + "\n";

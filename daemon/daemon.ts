@@ -9,6 +9,7 @@
  */
 import { fromHex, newKeyPair, toHex } from "./crypto.ts";
 import {
+  bootstrapOfNodesFile,
   ConfigError,
   type DaemonConfig,
   defaultDataDir,
@@ -24,9 +25,10 @@ import { ControlServer, ControlServerError, type HandlerResult } from "./control
 import { type Identity, IdentityError, loadOrCreateIdentity } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { formatRelayAddress, type RelayAddress } from "./relay_address.ts";
-import { type SavedState, StateError, StateStore } from "./state_store.ts";
+import { MAX_SAVED_REQUESTS, type SavedState, StateError, StateStore } from "./state_store.ts";
 import { CoordinatorHandle } from "../workers/coordinator_handle.ts";
 import { Recorder, RecorderError } from "./recorder.ts";
+import type { OnionView } from "./onion/onion_client.ts";
 import type { CoordinatorEvent, CoordinatorStatus, ToCoordinator } from "../workers/messages.ts";
 
 export const VERSION = "0.6.0";
@@ -47,6 +49,8 @@ function codeOf(message: string): ErrorCode {
   switch (reason) {
     case "not_friend":
       return "not_friend";
+    case "already a friend":
+      return "bad_argument";
     case "not_online":
     case "not_established":
     case "dropped":
@@ -88,6 +92,7 @@ export class Daemon {
     store: StateStore;
     server: ControlServer;
     recorder: Recorder | null;
+    bootstrap: RelayAddress[];
   }) {
     this.#recorder = parts.recorder;
     this.config = parts.config;
@@ -107,6 +112,8 @@ export class Daemon {
         real: { publicKey: keys.publicKey, secretKey: keys.secretKey },
         profile: { name: saved.profile.name, statusMessage: saved.profile.statusMessage },
         proxy: this.config.proxy ?? undefined,
+        nospam: this.#identity.nospam,
+        bootstrap: parts.bootstrap,
       },
       (events) => this.#onEvents(events),
       this.#recorder?.observer(),
@@ -138,9 +145,12 @@ export class Daemon {
       if (config.name !== null && config.name !== store.state.profile.name) {
         store.update((s) => void (s.profile.name = config.name!));
       }
-      const nodes = config.nodesFile === null
-        ? []
-        : relaysOfNodesFile(await readText(config.nodesFile), config.nodesFile);
+      const nodesText = config.nodesFile === null ? null : await readText(config.nodesFile);
+      const nodes = nodesText === null ? [] : relaysOfNodesFile(nodesText, config.nodesFile!);
+      const bootstrap = [
+        ...config.bootstrap,
+        ...(nodesText === null ? [] : bootstrapOfNodesFile(nodesText, config.nodesFile!)),
+      ];
       const server = await ControlServer.open(config.socketPath, log);
       let recorder: Recorder | null;
       try {
@@ -157,6 +167,7 @@ export class Daemon {
         store,
         server,
         recorder,
+        bootstrap,
       });
       d.#begin([...config.relays, ...nodes]);
       return d;
@@ -178,7 +189,11 @@ export class Daemon {
     for (const f of saved.friends) {
       this.#coordinator.addFriend(fromHex(f.publicKey, 32), {
         dhtPublicKey: f.dhtPublicKey ? fromHex(f.dhtPublicKey, 32) : undefined,
-        relays: f.relays,
+        relays: [...f.relays],
+        // A request not yet answered goes out again after a restart.
+        request: f.request
+          ? { nospam: fromHex(f.request.nospam, 4), message: f.request.message }
+          : undefined,
       });
       for (const r of f.relays) this.#relays.set(r.publicKey, r);
     }
@@ -192,7 +207,8 @@ export class Daemon {
     };
     this.#log.info(
       `toxtcp ${VERSION} up: Tox ID ${this.#identity.toxId}, ${this.#relays.size} relays, ` +
-        `${saved.friends.length} friends, control socket ${this.#server.path}` +
+        `${saved.friends.length} friends, ${saved.requests.length} friend requests waiting, ` +
+        `control socket ${this.#server.path}` +
         (this.config.proxy ? `, via ${this.config.proxy.kind} proxy` : ""),
     );
   }
@@ -280,7 +296,31 @@ export class Daemon {
         return { event: "friend_progress", public_key: e.friend, progress: e.progress };
       case "friend_online":
         this.#log.info(`friend ${short(e.friend)} online`);
+        // Our request (if any) is answered: it is not sent again, not even after a restart.
+        if (this.#store.state.friends.some((f) => f.publicKey === e.friend && f.request)) {
+          this.#store.update((s) => {
+            const f = s.friends.find((x) => x.publicKey === e.friend);
+            if (f) delete f.request;
+          });
+        }
         return { event: "friend_online", public_key: e.friend };
+      case "friend_request":
+        return this.#friendRequest(e.publicKey, e.text);
+      case "friend_request_sent":
+        this.#log.info(
+          `friend request to ${short(e.friend)} sent (attempt ${e.attempt}, ${e.copies} copies)`,
+        );
+        return null;
+      case "onion_announced":
+        this.#log.info(
+          e.announced
+            ? `onion: announced (stored at ${e.storedAt} of ${e.nodes} nodes): friends can find us`
+            : `onion: not announced (stored at ${e.storedAt} of ${e.nodes} nodes)`,
+        );
+        return { event: "onion", announced: e.announced, stored_at: e.storedAt, nodes: e.nodes };
+      case "onion_friend_found":
+        this.#log.debug(`onion: found friend ${short(e.friend)} at ${e.nodes} nodes`);
+        return null;
       case "friend_offline":
         this.#log.info(`friend ${short(e.friend)} offline: ${e.cause} (${e.reason})`);
         return { event: "friend_offline", public_key: e.friend, reason: `${e.cause}: ${e.reason}` };
@@ -324,19 +364,39 @@ export class Daemon {
     }
   }
 
+  /**
+   * A stranger's request: kept on disk until answered (the newest MAX_SAVED_REQUESTS), and
+   * reported once; a repeat of one already waiting, or from a friend, is not news.
+   */
+  #friendRequest(publicKey: string, text: string): ControlEvent | null {
+    const s = this.#store.state;
+    if (s.friends.some((f) => f.publicKey === publicKey)) return null;
+    if (s.requests.some((r) => r.publicKey === publicKey)) return null;
+    this.#log.info(`friend request from ${publicKey.slice(0, 12)} (${text.length} characters)`);
+    this.#store.update((draft) => {
+      draft.requests.push({ publicKey, text, receivedAt: Date.now() });
+      if (draft.requests.length > MAX_SAVED_REQUESTS) {
+        const dropped = draft.requests.shift()!;
+        this.#log.warn(`too many friend requests waiting: dropped ${dropped.publicKey}`);
+      }
+    });
+    return { event: "friend_request", public_key: publicKey, text };
+  }
+
   // ---- commands ---------------------------------------------------------------------------
 
   async #command(c: ControlCommand): Promise<HandlerResult> {
     if (this.#stopping) return fail("shutting_down", "the daemon is shutting down");
     switch (c.cmd) {
       case "self":
-        return { ok: true, result: this.#self() };
+        return { ok: true, result: { ...this.#self(), onion: await this.#onionSummary() } };
       case "status": {
         const st = await this.#coordinator.status();
         return {
           ok: true,
           result: {
             self: this.#self(),
+            onion: st.self ? onionView(st.self.onion) : null,
             relays: this.#relayList(st),
             friends: this.#friendList(st),
             uptime_s: Math.round((Date.now() - this.#startedAt) / 1000),
@@ -372,6 +432,40 @@ export class Daemon {
       }
       case "friend.add":
         return await this.#friendAdd(c);
+      case "friend.accept":
+      case "friend.refuse": {
+        const hex = toHex(c.publicKey);
+        if (!this.#store.state.requests.some((r) => r.publicKey === hex)) {
+          return fail("no_request", `${c.cmd}: no friend request from ${hex}`);
+        }
+        if (c.cmd === "friend.accept") {
+          const r = await this.#friendAdd({
+            cmd: "friend.add",
+            publicKey: c.publicKey,
+            dhtPublicKey: null,
+            relays: [],
+            request: null,
+          });
+          if (!r.ok) return r;
+        }
+        const unsaved = await this.#save((s) => {
+          s.requests = s.requests.filter((r) => r.publicKey !== hex);
+        });
+        if (unsaved) return unsaved;
+        return {
+          ok: true,
+          result: { public_key: hex, accepted: c.cmd === "friend.accept" },
+        };
+      }
+      case "requests":
+        return {
+          ok: true,
+          result: this.#store.state.requests.map((r) => ({
+            public_key: r.publicKey,
+            text: r.text,
+            received_at: new Date(r.receivedAt).toISOString(),
+          })),
+        };
       case "friend.remove": {
         const hex = toHex(c.publicKey);
         const r = await this.#run({ t: "friend_remove", publicKey: c.publicKey });
@@ -435,9 +529,10 @@ export class Daemon {
     if (hex === toHex(this.#identity.keys.publicKey)) {
       return fail("bad_argument", "friend.add: that is our own public key");
     }
-    const r = existing
+    const request = c.request ?? undefined;
+    const r = existing && !request
       ? await this.#run({ t: "friend_hint", publicKey: c.publicKey, ...hint })
-      : await this.#run({ t: "friend_add", publicKey: c.publicKey, ...hint });
+      : await this.#run({ t: "friend_add", publicKey: c.publicKey, ...hint, request });
     if (!r.ok) return r;
     for (const relay of c.relays) this.#relays.set(relay.publicKey, relay);
     const unsaved = await this.#save((s) => {
@@ -447,17 +542,26 @@ export class Daemon {
         for (const relay of c.relays) {
           if (!f.relays.some((x) => sameRelay(x, relay))) f.relays.push(relay);
         }
+        if (request) f.request = { nospam: toHex(request.nospam), message: request.message };
       } else {
         s.friends.push({
           publicKey: hex,
           ...(c.dhtPublicKey ? { dhtPublicKey: toHex(c.dhtPublicKey) } : {}),
           relays: [...c.relays],
           addedAt: Date.now(),
+          ...(request
+            ? { request: { nospam: toHex(request.nospam), message: request.message } }
+            : {}),
         });
       }
+      // Adding someone who asked answers the request.
+      s.requests = s.requests.filter((q) => q.publicKey !== hex);
     });
     if (unsaved) return unsaved;
-    return { ok: true, result: { public_key: hex, added: !existing } };
+    return {
+      ok: true,
+      result: { public_key: hex, added: !existing, request_queued: request !== undefined },
+    };
   }
 
   /**
@@ -497,6 +601,15 @@ export class Daemon {
     };
   }
 
+  async #onionSummary() {
+    try {
+      const st = await this.#coordinator.status();
+      return st.self ? onionView(st.self.onion) : null;
+    } catch {
+      return null; // `self` answers from what the daemon knows even if the coordinator is slow
+    }
+  }
+
   #relayList(st: CoordinatorStatus) {
     return st.relays.map((r) => ({
       host: r.host,
@@ -526,8 +639,49 @@ export class Daemon {
       sending_relay: f.path?.sender ?? null,
       rtt_ms: f.crypto?.rttMs ?? null,
       last_disconnect: f.lastDisconnect ?? null,
+      dht_key_source: f.dhtKeySource,
+      request: f.request
+        ? { attempts: f.request.attempts, last_sent_ago_ms: f.request.lastSentAgoMs }
+        : null,
+      onion: f.onion
+        ? {
+          search_nodes: f.onion.nodes,
+          announced_at: f.onion.announcedAt,
+          last_search_ago_ms: f.onion.lastSearchAgoMs,
+          dht_pk_sent_ago_ms: f.onion.dhtPkSentAgoMs,
+          dht_pk_received_ago_ms: f.onion.dhtPkReceivedAgoMs,
+        }
+        : null,
     }));
   }
+}
+
+/** The onion's state for users: can friends find us, through what. */
+function onionView(o: OnionView) {
+  return {
+    announced: o.announced,
+    stored_at: o.announceNodes.filter((n) => n.stored).length,
+    announce_nodes: o.announceNodes.map((n) => ({
+      public_key: n.publicKey,
+      address: n.address,
+      stored: n.stored,
+      last_response_ago_ms: n.lastResponseAgoMs,
+      pings_unanswered: n.pingsUnanswered,
+    })),
+    paths: o.paths.map((p) => ({
+      relay: p.relay,
+      hops: [...p.nodes],
+      age_s: Math.round(p.ageMs / 1000),
+      last_success_ago_ms: p.lastSuccessAgoMs,
+    })),
+    path_nodes: o.pathNodes,
+    bootstrap_nodes: o.bootstrapNodes,
+    last_response_ago_ms: o.lastResponseAgoMs,
+    requests_sent: o.requestsSent,
+    responses: o.responses,
+    data_received: o.dataReceived,
+    dropped: o.dropped,
+  };
 }
 
 async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {

@@ -2,15 +2,16 @@
  * friend_connection (c-toxcore 0.2.18 friend_connection.c), sans-I/O: one record per friend
  * (by real public key) that keeps a net_crypto session to it alive over TCP_connections.
  *
- * - A DHT key (from a hint, a handshake, later the onion) and relays make a session: dial,
+ * - A DHT key (from the onion, a handshake or a hint) and relays make a session: dial,
  *   and re-dial whenever it dies while the key is fresh.
  * - ALIVE (16) goes out at once when the session is up and every 8 s after; 32 s without one
  *   from the friend kills the session. Only ALIVE refreshes that timer, as in c-toxcore.
  * - SHARE_RELAYS (17): up to 3 of our connected relays, right after coming up and every
  *   120 s (0.2.18; older documents say 5 min). Relays the friend shares are used for it.
- * - A DHT key learned from the network is forgotten 122 s after it was last confirmed while
- *   the friend is not connected. A key the user gave as a hint is kept (there is no onion
- *   yet to find a new one); a handshake under another key replaces either.
+ * - A DHT key learned from the network (the onion's DHT-PK, a handshake) is forgotten 122 s
+ *   after it was last confirmed while the friend is not connected; the onion keeps telling
+ *   us the current one. A key the user gave as a hint is kept; a DHT-PK or a handshake under
+ *   another key replaces it (the friend restarted: c-toxcore makes a DHT key per start).
  * - Progress per friend names the stage it is stuck in, so "why offline" has an answer.
  */
 import type { NetCryptoKeys } from "./capture/keylog.ts";
@@ -255,8 +256,8 @@ export class FriendConnections {
   }
 
   /**
-   * What a hint (or, later, the onion's DHT-PK announcement) tells us: the friend's DHT key
-   * and relays it uses.
+   * What the onion's DHT-PK announcement (or a hint) tells us: the friend's DHT key and
+   * relays it uses.
    */
   learn(
     friend: string,

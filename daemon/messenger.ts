@@ -14,9 +14,18 @@
  *   silently; the user must know to resend).
  */
 import type { NetCryptoKeys } from "./capture/keylog.ts";
-import { type KeyPair, type RandomBytes, toHex } from "./crypto.ts";
+import { bytesEqual, type KeyPair, type RandomBytes, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { TcpConnections, TcpConnectionsEvent } from "./tcp_connections.ts";
+import {
+  OnionClient,
+  type OnionClientConfig,
+  type OnionClientEvent,
+  type OnionEvent,
+  type OnionFriendView,
+  type OnionView,
+} from "./onion/onion_client.ts";
+import { encodeFriendRequest, ONION_CLIENT_MAX_DATA_SIZE } from "./onion/packets.ts";
 import {
   type DhtKeySource,
   type FriendConnectionConfig,
@@ -102,7 +111,20 @@ export type MessengerEvent =
   | { readonly type: "friend_user_status"; readonly friend: string; readonly status: UserStatus }
   | { readonly type: "friend_typing"; readonly friend: string; readonly typing: boolean }
   | { readonly type: "friend_lossless"; readonly friend: string; readonly data: Uint8Array }
-  | { readonly type: "friend_lossy"; readonly friend: string; readonly data: Uint8Array };
+  | { readonly type: "friend_lossy"; readonly friend: string; readonly data: Uint8Array }
+  /**
+   * A stranger asks to be our friend (onion data 0x20 with our nospam). Reported once per
+   * requester while the coordinator runs (c-toxcore keeps the last 32 requesters; so do we).
+   */
+  | { readonly type: "friend_request"; readonly publicKey: string; readonly text: string }
+  /** Our friend request went out (through `copies` announce nodes); `attempt` counts from 1. */
+  | {
+    readonly type: "friend_request_sent";
+    readonly friend: string;
+    readonly attempt: number;
+    readonly copies: number;
+  }
+  | OnionEvent;
 
 export type MessengerResult<T = unknown> =
   | ({ readonly ok: true } & T)
@@ -133,6 +155,10 @@ export interface MessengerFriendView extends FriendView {
   readonly pendingReceipts: number;
   readonly messagesSent: number;
   readonly messagesReceived: number;
+  /** Our friend request while the friend has never been online: sent how often. */
+  readonly request: { readonly attempts: number; readonly lastSentAgoMs: number | null } | null;
+  /** The onion search for the friend (null once it is online: no search then). */
+  readonly onion: OnionFriendView | null;
 }
 
 interface MessengerFriend {
@@ -148,7 +174,29 @@ interface MessengerFriend {
   receipts: { packetNumber: number; messageId: number }[];
   messagesSent: number;
   messagesReceived: number;
+  /** Has been online once (FRIEND_CONFIRMED): no request is sent any more. */
+  confirmed: boolean;
+  request: OutgoingRequest | null;
 }
+
+/** m_addfriend's request: sent through the onion once the friend is found, then re-sent. */
+interface OutgoingRequest {
+  nospam: Uint8Array;
+  message: Uint8Array;
+  /** FRIEND_ADDED (to send) or FRIEND_REQUESTED (sent, waiting for the friend). */
+  sent: boolean;
+  attempts: number;
+  lastSentAt: number;
+  /** FRIENDREQUEST_TIMEOUT, doubled after every attempt that brought no session. */
+  timeoutMs: number;
+}
+
+/** MAX_FRIEND_REQUEST_DATA_SIZE: what fits after the id and nospam in onion data. */
+const MAX_FRIEND_REQUEST_DATA_SIZE = ONION_CLIENT_MAX_DATA_SIZE - 1 - 4;
+/** FRIENDREQUEST_TIMEOUT (s). */
+const FRIEND_REQUEST_TIMEOUT_MS = 5_000;
+/** MAX_RECEIVED_STORED: requesters remembered so a repeated request is reported once. */
+const MAX_RECEIVED_STORED = 32;
 
 export interface MessengerOptions {
   readonly now: number;
@@ -162,10 +210,18 @@ export interface MessengerOptions {
   readonly config?: Partial<FriendConnectionConfig>;
   /** The opt-in key log (NetCryptoOptions.keylog). */
   readonly keylog?: (keys: NetCryptoKeys) => void;
+  /** Our nospam: a friend request must carry it. Without it no request is accepted. */
+  readonly nospam?: Uint8Array;
+  /** Onion bootstrap nodes (relays are tried as nodes too). */
+  readonly bootstrap?: readonly RelayAddress[];
+  readonly onion?: Partial<OnionClientConfig>;
+  /** Unix time (ms) at `now`, for the DHT-PK no_replay counter. Default: Date.now(). */
+  readonly unixTimeMs?: number;
 }
 
 // Only to measure user input before encoding; the codec encodes (and decodes) the text.
 const encoder = new TextEncoder();
+const lenient = new TextDecoder();
 
 /**
  * encodeFriendPacket for a packet built from state the user commands did not check (the
@@ -182,6 +238,10 @@ function encodeUnchecked(p: FriendPacket): Uint8Array | null {
 
 export class Messenger {
   readonly #fc: FriendConnections;
+  readonly #onion: OnionClient;
+  readonly #nospam: Uint8Array | null;
+  /** Requesters reported lately, oldest first (friend_requests.c received list). */
+  readonly #received: string[] = [];
   readonly #tcp: TcpConnections;
   readonly #friends = new Map<string, MessengerFriend>();
   #profile: Profile;
@@ -205,6 +265,47 @@ export class Messenger {
       config: opts.config,
       keylog: opts.keylog,
     });
+    this.#nospam = opts.nospam?.slice() ?? null;
+    const tcp = opts.tcp;
+    this.#onion = new OnionClient({
+      now: opts.now,
+      unixTimeMs: opts.unixTimeMs ?? Date.now(),
+      random: opts.random,
+      realKeys: opts.realKeys,
+      dhtPublicKey: opts.dhtKeys.publicKey,
+      bootstrap: opts.bootstrap,
+      config: opts.onion,
+      transport: {
+        send: (body, relay) => tcp.sendOnion(body, this.#now, relay).ok,
+        connectedRelays: () =>
+          tcp.relays(this.#now).filter((r) => r.state === "confirmed").map((r) => ({
+            host: r.host,
+            port: r.port,
+            publicKey: r.publicKey,
+          })),
+      },
+    });
+  }
+
+  /** Announce state, nodes and paths. */
+  onionView(now: number = this.#now): OnionView {
+    return this.#onion.view(now);
+  }
+
+  /** Another onion bootstrap node. */
+  addBootstrap(node: RelayAddress, now: number): MessengerResult {
+    this.#now = now;
+    const r = this.#onion.addBootstrap(node);
+    this.#onion.relayUp(now);
+    this.#pump();
+    return r.ok ? { ok: true } : { ok: false, reason: "invalid", message: r.message };
+  }
+
+  /** After a suspend (the wall clock jumped past the monotonic one): look again at once. */
+  wake(now: number): void {
+    this.#now = now;
+    this.#onion.wake(now);
+    this.#pump();
   }
 
   netCryptoStats(): NetCryptoStats {
@@ -224,13 +325,53 @@ export class Messenger {
 
   // ---- friends ----------------------------------------------------------------------------
 
-  /** m_addfriend_norequest. */
-  addFriend(publicKey: Uint8Array, now: number): MessengerResult {
+  /**
+   * m_addfriend_norequest, or m_addfriend with `request`: the request goes out through the
+   * onion once the friend is found there, and again until the friend comes online. A new
+   * request for a friend never online replaces the pending one (m_addfriend's new nospam).
+   */
+  addFriend(
+    publicKey: Uint8Array,
+    now: number,
+    request?: { readonly nospam: Uint8Array; readonly message: string },
+  ): MessengerResult {
     this.#now = now;
+    const hex = toHex(publicKey);
+    let outgoing: OutgoingRequest | null = null;
+    if (request !== undefined) {
+      const message = encoder.encode(request.message);
+      if (!(request.nospam instanceof Uint8Array) || request.nospam.length !== 4) {
+        return { ok: false, reason: "invalid", message: "nospam must be 4 bytes" };
+      }
+      if (message.length === 0) {
+        return { ok: false, reason: "invalid", message: "a friend request needs a message" };
+      }
+      if (message.length > MAX_FRIEND_REQUEST_DATA_SIZE) {
+        return {
+          ok: false,
+          reason: "too_long",
+          message:
+            `request message of ${message.length} bytes (max ${MAX_FRIEND_REQUEST_DATA_SIZE})`,
+        };
+      }
+      if (this.#friends.get(hex)?.confirmed) {
+        return { ok: false, reason: "invalid", message: "already a friend" };
+      }
+      outgoing = {
+        nospam: request.nospam.slice(),
+        message,
+        sent: false,
+        attempts: 0,
+        lastSentAt: -Infinity,
+        timeoutMs: FRIEND_REQUEST_TIMEOUT_MS,
+      };
+    }
     const r = this.#fc.add(publicKey, now);
     if (!r.ok) return { ok: false, reason: "invalid", message: r.message };
-    const hex = toHex(publicKey);
-    if (!this.#friends.has(hex)) {
+    const known = this.#friends.get(hex);
+    if (known) {
+      if (outgoing) known.request = outgoing;
+    } else {
       this.#friends.set(hex, {
         hex,
         online: false,
@@ -243,8 +384,13 @@ export class Messenger {
         receipts: [],
         messagesSent: 0,
         messagesReceived: 0,
+        confirmed: false,
+        request: outgoing,
       });
+      this.#onion.addFriend(publicKey, now);
     }
+    if (outgoing) this.#onion.setRequestPending(hex, true, now);
+    this.#sendRequests(now);
     this.#pump();
     return { ok: true };
   }
@@ -263,6 +409,7 @@ export class Messenger {
     if (!f) return { ok: false, reason: "not_friend", message: "not a friend" };
     if (f.online) this.#fc.sendLossless(friend, encodeFriendPacket({ kind: "offline" }), now, true);
     this.#fc.remove(friend, now);
+    this.#onion.removeFriend(friend, now);
     this.#pump();
     this.#failReceipts(f, "friend removed");
     this.#friends.delete(friend);
@@ -424,6 +571,14 @@ export class Messenger {
           this.#fc.writable(e.peer, now);
           if (this.#fc.friendOfDht(e.peer) === undefined) rest.push(e);
           break;
+        case "onion":
+          // Relay packet 9: every onion response is ours; a bad one is counted, not passed on.
+          this.#onion.handleResponse(e.relay, e.data, now);
+          break;
+        case "relay_state":
+          if (e.state === "confirmed") this.#onion.relayUp(now);
+          rest.push(e);
+          break;
         default:
           rest.push(e);
       }
@@ -435,11 +590,21 @@ export class Messenger {
   tick(now: number): void {
     this.#now = now;
     this.#fc.tick(now);
+    this.#onion.tick(now);
+    this.#sendRequests(now);
     this.#pump();
   }
 
   nextDeadline(): number {
-    return this.#fc.nextDeadline();
+    let d = Math.min(this.#fc.nextDeadline(), this.#onion.nextDeadline());
+    for (const f of this.#friends.values()) {
+      const r = f.request;
+      if (r === null || f.confirmed) continue;
+      // A request sent: its timeout. One not sent yet goes when the onion finds the friend
+      // (an event), or at the latest on the onion's own schedule.
+      if (r.sent) d = Math.min(d, r.lastSentAt + r.timeoutMs + 1);
+    }
+    return d;
   }
 
   friends(now: number = this.#now): MessengerFriendView[] {
@@ -455,6 +620,15 @@ export class Messenger {
         pendingReceipts: f.receipts.length,
         messagesSent: f.messagesSent,
         messagesReceived: f.messagesReceived,
+        request: f.request && !f.confirmed
+          ? {
+            attempts: f.request.attempts,
+            lastSentAgoMs: Number.isFinite(f.request.lastSentAt)
+              ? Math.round(now - f.request.lastSentAt)
+              : null,
+          }
+          : null,
+        onion: this.#onion.friendView(f.hex, now),
       };
     });
   }
@@ -482,7 +656,77 @@ export class Messenger {
   }
 
   #pump(): void {
-    for (const e of this.#fc.takeEvents()) this.#onFriendEvent(e);
+    // Each layer's reactions may make events of the other: run until both are quiet.
+    for (let round = 0; round < 16; round++) {
+      const fc = this.#fc.takeEvents();
+      for (const e of fc) this.#onFriendEvent(e);
+      const onion = this.#onion.takeEvents();
+      for (const e of onion) this.#onOnionEvent(e);
+      if (fc.length === 0 && onion.length === 0) return;
+    }
+  }
+
+  #onOnionEvent(e: OnionClientEvent): void {
+    const now = this.#now;
+    switch (e.type) {
+      case "onion_dht_pk":
+        // dht_pk_callback: friend_connection dials the key (or keeps its session if it is
+        // the one it has) and uses the relays the friend named.
+        if (this.#friends.has(e.friend)) {
+          this.#fc.learn(e.friend, e.dhtPublicKey, e.relays, "onion", now);
+        }
+        return;
+      case "onion_friend_request":
+        this.#onFriendRequest(e.sender, e.nospam, e.message);
+        return;
+      case "onion_friend_found":
+        this.#events.push(e);
+        this.#sendRequests(now);
+        return;
+      default:
+        this.#events.push(e);
+    }
+  }
+
+  /**
+   * friendreq_handlepacket: our nospam, not a friend already (the filter), not reported
+   * lately. The text is the friend's bytes as UTF-8 (bad sequences become U+FFFD).
+   */
+  #onFriendRequest(sender: Uint8Array, nospam: Uint8Array, message: Uint8Array): void {
+    if (this.#nospam === null || !bytesEqual(nospam, this.#nospam)) return;
+    const hex = toHex(sender);
+    if (this.#friends.has(hex) || this.#received.includes(hex)) return;
+    this.#received.push(hex);
+    if (this.#received.length > MAX_RECEIVED_STORED) this.#received.shift();
+    this.#events.push({ type: "friend_request", publicKey: hex, text: lenient.decode(message) });
+  }
+
+  /** do_friends' request part: send what is due; a sent one that brought no session is re-sent. */
+  #sendRequests(now: number): void {
+    for (const f of this.#friends.values()) {
+      const r = f.request;
+      if (r === null || f.confirmed) continue;
+      if (r.sent && now > r.lastSentAt + r.timeoutMs) {
+        r.sent = false;
+        r.timeoutMs *= 2;
+      }
+      if (r.sent) continue;
+      const copies = this.#onion.sendData(
+        f.hex,
+        encodeFriendRequest(r.nospam, r.message),
+        now,
+      );
+      if (copies === 0) continue;
+      r.sent = true;
+      r.attempts++;
+      r.lastSentAt = now;
+      this.#events.push({
+        type: "friend_request_sent",
+        friend: f.hex,
+        attempt: r.attempts,
+        copies,
+      });
+    }
   }
 
   #onFriendEvent(e: FriendConnectionEvent): void {
@@ -490,11 +734,13 @@ export class Messenger {
     switch (e.type) {
       case "friend_connected":
         this.#events.push(e);
+        this.#onion.setFriendOnline(e.friend, true, now);
         // The first lossless packet of the session, always (see the module comment).
         this.#fc.sendLossless(e.friend, encodeFriendPacket({ kind: "online" }), now, true);
         return;
       case "friend_disconnected": {
         this.#events.push(e);
+        this.#onion.setFriendOnline(e.friend, false, now);
         const f = this.#friends.get(e.friend);
         if (!f) return;
         this.#failReceipts(f, `session ended (${e.cause}: ${e.reason})`);
@@ -611,6 +857,9 @@ export class Messenger {
   /** The friend's ONLINE: now it is online, and it hears who we are. */
   #cameOnline(f: MessengerFriend, now: number): void {
     f.online = true;
+    f.confirmed = true;
+    if (f.request !== null) this.#onion.setRequestPending(f.hex, false, now);
+    f.request = null;
     this.#events.push({ type: "friend_online", friend: f.hex });
     const p = this.#profile;
     const send = (packet: FriendPacket) => {

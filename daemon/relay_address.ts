@@ -82,3 +82,32 @@ export function parseNodesJson(text: string): RelayAddress[] {
   });
   return out;
 }
+
+/**
+ * Every (address, UDP port) of a nodes.json text: the DHT side of each node, what the onion
+ * routes through. Nodes without a "port" are skipped (TCP-only entries).
+ */
+export function parseNodesJsonUdp(text: string): RelayAddress[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new TypeError(`nodes file is not JSON: ${(e as Error).message}`);
+  }
+  const nodes = (doc as { nodes?: unknown })?.nodes;
+  if (!Array.isArray(nodes)) throw new TypeError(`nodes file has no "nodes" array`);
+  const out: RelayAddress[] = [];
+  nodes.forEach((node: Record<string, unknown>, i) => {
+    const what = `nodes[${i}]`;
+    if (node === null || typeof node !== "object") throw new TypeError(`${what} is not an object`);
+    if (node.port === undefined || node.port === null) return;
+    const publicKey = checkKey(node.public_key, what);
+    const port = checkPort(node.port, what);
+    for (const field of ["ipv4", "ipv6"]) {
+      const host = node[field];
+      if (typeof host !== "string" || host === "" || host === "-" || host === "NONE") continue;
+      out.push({ host: checkHost(host, what), port, publicKey });
+    }
+  });
+  return out;
+}

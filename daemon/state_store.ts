@@ -5,7 +5,12 @@
  * `<dataDir>/state.json`, mode 0600:
  *   {"version":1,"profile":{"name":"","status_message":""},"relays":["HOST:PORT:PUBKEY"],
  *    "friends":[{"public_key":"<64 hex>","dht_public_key"?:"<64 hex>",
- *                "relays"?:["HOST:PORT:PUBKEY"],"added_at":<unix ms>}]}
+ *                "relays"?:["HOST:PORT:PUBKEY"],"added_at":<unix ms>,
+ *                "request"?:{"nospam":"<8 hex>","message":"..."}}],
+ *    "requests"?:[{"public_key":"<64 hex>","text":"...","received_at":<unix ms>}]}
+ *
+ * A friend's "request" is our friend request while the friend has never been online (it is
+ * sent again after a restart); "requests" are friend requests to us not yet answered.
  *
  * A file we cannot read or understand is reported and left alone: saving over it would
  * silently drop the friends list. Unknown fields are refused for the same reason (a rewrite
@@ -35,12 +40,34 @@ export interface SavedFriend {
   relays: RelayAddress[];
   /** Unix time in milliseconds. */
   addedAt: number;
+  /** Our friend request, until the friend has been online once. */
+  request?: SavedRequestOut;
 }
+
+export interface SavedRequestOut {
+  /** 8 lower-case hex digits: the nospam of the friend's Tox ID. */
+  nospam: string;
+  message: string;
+}
+
+/** A friend request to us not yet accepted or refused. */
+export interface SavedRequestIn {
+  publicKey: string;
+  text: string;
+  /** Unix time in milliseconds. */
+  receivedAt: number;
+}
+
+/** Unanswered requests kept; the oldest goes first (a flood must not grow the file). */
+export const MAX_SAVED_REQUESTS = 256;
+/** MAX_FRIEND_REQUEST_DATA_SIZE (onion data 1021 − id − nospam). */
+const MAX_REQUEST_BYTES = 1016;
 
 export interface SavedState {
   profile: SavedProfile;
   relays: RelayAddress[];
   friends: SavedFriend[];
+  requests: SavedRequestIn[];
 }
 
 export type StateErrorCode = "unreadable" | "corrupt";
@@ -58,7 +85,7 @@ export class StateError extends Error {
 }
 
 export function emptyState(): SavedState {
-  return { profile: { name: "", statusMessage: "" }, relays: [], friends: [] };
+  return { profile: { name: "", statusMessage: "" }, relays: [], friends: [], requests: [] };
 }
 
 /** Why a document is not a valid state, naming the field (`friends[2].public_key ...`). */
@@ -119,7 +146,7 @@ function relays(v: unknown, field: string): RelayAddress[] {
 }
 
 function fromDocument(doc: unknown): SavedState {
-  const top = object(doc, "the document", ["version", "profile", "relays", "friends"]);
+  const top = object(doc, "the document", ["version", "profile", "relays", "friends", "requests"]);
   if (top.version !== STATE_VERSION) {
     throw new Invalid(
       top.version === undefined
@@ -137,7 +164,7 @@ function fromDocument(doc: unknown): SavedState {
   const seen = new Map<string, number>();
   const friends = array(top.friends, "friends").map((v, i): SavedFriend => {
     const at = `friends[${i}]`;
-    const f = object(v, at, ["public_key", "dht_public_key", "relays", "added_at"]);
+    const f = object(v, at, ["public_key", "dht_public_key", "relays", "added_at", "request"]);
     const publicKey = key(f.public_key, `${at}.public_key`);
     const first = seen.get(publicKey);
     if (first !== undefined) {
@@ -156,9 +183,37 @@ function fromDocument(doc: unknown): SavedState {
     if (f.dht_public_key !== undefined) {
       friend.dhtPublicKey = key(f.dht_public_key, `${at}.dht_public_key`);
     }
+    if (f.request !== undefined) {
+      const r = object(f.request, `${at}.request`, ["nospam", "message"]);
+      if (typeof r.nospam !== "string" || !/^[0-9a-fA-F]{8}$/.test(r.nospam)) {
+        throw new Invalid(`${at}.request.nospam is not 8 hex digits`);
+      }
+      const message = text(r.message, `${at}.request.message`, MAX_REQUEST_BYTES);
+      if (message.length === 0) throw new Invalid(`${at}.request.message is empty`);
+      friend.request = { nospam: r.nospam.toLowerCase(), message };
+    }
     return friend;
   });
-  return { profile, relays: relays(top.relays, "relays"), friends };
+  const asked = new Set<string>();
+  const requests = (top.requests === undefined ? [] : array(top.requests, "requests")).map(
+    (v, i): SavedRequestIn => {
+      const at = `requests[${i}]`;
+      const r = object(v, at, ["public_key", "text", "received_at"]);
+      const publicKey = key(r.public_key, `${at}.public_key`);
+      if (asked.has(publicKey)) throw new Invalid(`${at}.public_key is listed twice`);
+      asked.add(publicKey);
+      const receivedAt = r.received_at;
+      if (typeof receivedAt !== "number" || !Number.isSafeInteger(receivedAt) || receivedAt < 0) {
+        throw new Invalid(`${at}.received_at is not a non-negative integer (unix milliseconds)`);
+      }
+      // The text is whatever the requester sent (up to 1016 bytes); no stricter rule here.
+      return { publicKey, text: text(r.text, `${at}.text`, 4 * MAX_REQUEST_BYTES), receivedAt };
+    },
+  );
+  if (requests.length > MAX_SAVED_REQUESTS) {
+    throw new Invalid(`requests has ${requests.length} entries, at most ${MAX_SAVED_REQUESTS}`);
+  }
+  return { profile, relays: relays(top.relays, "relays"), friends, requests };
 }
 
 function toDocument(state: SavedState): unknown {
@@ -171,7 +226,17 @@ function toDocument(state: SavedState): unknown {
       ...(f.dhtPublicKey === undefined ? {} : { dht_public_key: lower(f.dhtPublicKey) }),
       ...(f.relays.length === 0 ? {} : { relays: f.relays.map(relaySpec) }),
       added_at: f.addedAt,
+      ...(f.request === undefined
+        ? {}
+        : { request: { nospam: lower(f.request.nospam), message: f.request.message } }),
     })),
+    ...(state.requests.length === 0 ? {} : {
+      requests: state.requests.map((r) => ({
+        public_key: lower(r.publicKey),
+        text: r.text,
+        received_at: r.receivedAt,
+      })),
+    }),
   };
 }
 

@@ -53,6 +53,7 @@ const NO_FLAGS: Flags = {
   help: false,
   dataDir: undefined,
   relays: undefined,
+  bootstrap: undefined,
   nodesFile: undefined,
   proxy: undefined,
   socketPath: undefined,
@@ -104,6 +105,8 @@ Deno.test("flags: all options together", () => {
       `tox.example.org:443:${PK_A}`,
       "--nodes",
       "/n.json",
+      "--bootstrap",
+      `127.0.0.1:33445:${PK_B}`,
       "--proxy",
       "socks5://proxy.lan:1080",
       "--socket",
@@ -117,6 +120,7 @@ Deno.test("flags: all options together", () => {
       help: false,
       dataDir: "/d",
       relays: [relay("tox.example.org", 443, PK_A)],
+      bootstrap: [relay("127.0.0.1", 33445, PK_B)],
       nodesFile: "/n.json",
       proxy: { kind: "socks5", host: "proxy.lan", port: 1080 },
       socketPath: "/s.sock",
@@ -206,6 +210,7 @@ Deno.test("flags: --name is at most 128 bytes of UTF-8", () => {
 Deno.test("config file: every setting", () => {
   const text = JSON.stringify({
     relays: [`127.0.0.1:33445:${PK_A}`, `[::1]:3389:${PK_B}`],
+    bootstrap: [`127.0.0.1:33445:${PK_A}`],
     nodes: "/etc/toxtcp/nodes.json",
     proxy: "http://[::1]:8080",
     socket: "/run/user/1000/t.sock",
@@ -214,6 +219,7 @@ Deno.test("config file: every setting", () => {
   });
   assert.deepEqual(parseConfigFile(text, CONFIG_PATH), {
     relays: [relay("127.0.0.1", 33445, PK_A), relay("::1", 3389, PK_B)],
+    bootstrap: [relay("127.0.0.1", 33445, PK_A)],
     nodesFile: "/etc/toxtcp/nodes.json",
     proxy: { kind: "http", host: "::1", port: 8080 },
     socketPath: "/run/user/1000/t.sock",
@@ -225,6 +231,7 @@ Deno.test("config file: every setting", () => {
 Deno.test("config file: an empty object sets nothing; an empty relay list is a list", () => {
   const none = {
     relays: undefined,
+    bootstrap: undefined,
     nodesFile: undefined,
     proxy: undefined,
     socketPath: undefined,
@@ -240,7 +247,7 @@ Deno.test("config file: an unknown setting is rejected, naming it and the known 
     () => parseConfigFile('{"name":"a","log-level":"debug"}', CONFIG_PATH),
     CONFIG_PATH,
     'unknown setting "log-level"',
-    "relays, nodes, proxy, socket, name, log_level",
+    "relays, bootstrap, nodes, proxy, socket, name, log_level",
   );
   assertConfigError(() => parseConfigFile('{"data_dir":"/x"}', CONFIG_PATH), '"data_dir"');
   assertConfigError(() => parseConfigFile('{"__proto__":{}}', CONFIG_PATH), '"__proto__"');
@@ -305,6 +312,7 @@ Deno.test("resolve: defaults when neither flags nor file say anything", () => {
     dataDir: "/data",
     socketPath: "/data/control.sock",
     relays: [],
+    bootstrap: [],
     nodesFile: null,
     proxy: null,
     name: null,
@@ -333,6 +341,7 @@ Deno.test("resolve: the file over the defaults", () => {
       dataDir: "/data",
       socketPath: "/file.sock",
       relays: [relay("127.0.0.1", 33445, PK_A)],
+      bootstrap: [],
       nodesFile: "/file/nodes.json",
       proxy: { kind: "socks5", host: "127.0.0.1", port: 9050 },
       name: "FileName",
@@ -374,6 +383,7 @@ Deno.test("resolve: flags over the file; relays from flags replace the file's", 
     dataDir: "/data",
     socketPath: "/flag.sock",
     relays: [relay("10.9.9.9", 443, PK_C)],
+    bootstrap: [],
     nodesFile: "/flag/nodes.json",
     proxy: { kind: "http", host: "proxy", port: 3128 },
     name: "FlagName",
@@ -395,6 +405,7 @@ Deno.test("resolve: each setting falls through on its own", () => {
     dataDir: "/data",
     socketPath: "/env.sock",
     relays: [relay("127.0.0.1", 33445, PK_A)],
+    bootstrap: [],
     nodesFile: null,
     proxy: null,
     name: "FlagName",

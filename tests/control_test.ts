@@ -11,6 +11,7 @@ import {
   eventLine,
   type LineResult,
   LineSplitter,
+  MAX_FRIEND_REQUEST_MESSAGE,
   MAX_LINE_BYTES,
   okReply,
   parseRequest,
@@ -664,6 +665,7 @@ Deno.test("requests: friend.add with a public key, a DHT key and relays", () => 
       publicKey: FRIEND_PK_BYTES,
       dhtPublicKey: fromHex(DHT_PK),
       relays: [RELAY, { host: "2001:db8::1", port: 443, publicKey: RELAY_PK.toLowerCase() }],
+      request: null,
     },
   );
 });
@@ -675,6 +677,7 @@ Deno.test("requests: friend.add with a Tox ID yields the 32-byte public key", ()
     publicKey: FRIEND_PK_BYTES,
     dhtPublicKey: null,
     relays: [],
+    request: null,
   });
   // Case does not matter.
   assert.deepEqual(
@@ -856,4 +859,43 @@ Deno.test("events: eventLine is the event's fields plus time as an ISO string", 
       time: "2024-05-06T07:08:09.010Z",
     },
   );
+});
+
+Deno.test("requests: friend.add with a message is a friend request to the Tox ID's nospam", () => {
+  assert.deepEqual(command({ cmd: "friend.add", public_key: FRIEND_TOX_ID, message: "hi ✓" }), {
+    cmd: "friend.add",
+    publicKey: FRIEND_PK_BYTES,
+    dhtPublicKey: null,
+    relays: [],
+    request: { nospam: new Uint8Array([1, 2, 3, 4]), message: "hi ✓" },
+  });
+  const refused = (request: Record<string, unknown>, re: RegExp) => {
+    const p = parseRequest(JSON.stringify({ id: 1, ...request }));
+    assert.equal(p.ok, false);
+    if (!p.ok) {
+      assert.equal(p.error.code, "bad_argument");
+      assert.match(p.error.message, re);
+    }
+  };
+  refused({ cmd: "friend.add", public_key: FRIEND_PK, message: "hi" }, /needs the friend's Tox ID/);
+  refused({ cmd: "friend.add", public_key: FRIEND_TOX_ID, message: "" }, /must not be empty/);
+  // A c-toxcore receiver drops onion data over 948 bytes: 943 is the longest message.
+  assert.equal(MAX_FRIEND_REQUEST_MESSAGE, 943);
+  assert.ok(command({ cmd: "friend.add", public_key: FRIEND_TOX_ID, message: "x".repeat(943) }));
+  refused(
+    { cmd: "friend.add", public_key: FRIEND_TOX_ID, message: "x".repeat(944) },
+    /at most 943/,
+  );
+});
+
+Deno.test("requests: friend.accept, friend.refuse and requests", () => {
+  assert.deepEqual(command({ cmd: "friend.accept", public_key: FRIEND_PK }), {
+    cmd: "friend.accept",
+    publicKey: FRIEND_PK_BYTES,
+  });
+  assert.deepEqual(command({ cmd: "friend.refuse", public_key: FRIEND_TOX_ID }), {
+    cmd: "friend.refuse",
+    publicKey: FRIEND_PK_BYTES,
+  });
+  assert.deepEqual(command({ cmd: "requests" }), { cmd: "requests" });
 });

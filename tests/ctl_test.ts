@@ -21,9 +21,33 @@ const RELAYS = [
 ];
 const FRIENDS = [
   { public_key: PK_A, online: true, progress: "online", relays: [RELAY_PK], name: "alice" },
-  { public_key: PK_B, online: false, progress: "cookie_request", relays: [] },
+  {
+    public_key: PK_B,
+    online: false,
+    progress: "cookie_request",
+    relays: [],
+    onion: { search_nodes: 2, announced_at: 1 },
+    request: { attempts: 2, last_sent_ago_ms: 900 },
+  },
 ];
-const STATUS = { self: SELF, relays: RELAYS, friends: FRIENDS, uptime_s: 3725, version: "0.1.0" };
+const REQUESTS = [
+  { public_key: PK_B, text: "hi, it's bob", received_at: "2026-11-23T10:00:00.000Z" },
+];
+const ONION = {
+  announced: true,
+  stored_at: 1,
+  announce_nodes: [{ public_key: RELAY_PK, stored: true }],
+  paths: [{}, {}],
+  bootstrap_nodes: 1,
+};
+const STATUS = {
+  self: SELF,
+  onion: ONION,
+  relays: RELAYS,
+  friends: FRIENDS,
+  uptime_s: 3725,
+  version: "0.1.0",
+};
 const EVENTS = [
   { event: "friend_online", public_key: PK_A, time: "2024-05-06T07:08:09.000Z" },
   { event: "message", public_key: PK_A, kind: "normal", text: "hi there", future_field: [1] },
@@ -107,6 +131,12 @@ class FakeServer {
         return ok(FRIENDS);
       case "status":
         return ok(STATUS);
+      case "requests":
+        return ok(REQUESTS);
+      case "friend.accept":
+        return ok({ public_key: req.public_key, accepted: true });
+      case "friend.refuse":
+        return fail("no_request", "no friend request from that key");
       case "send":
         return ok({ receipt: 3 });
       case "friend.add":
@@ -247,9 +277,12 @@ Deno.test("human output: self, relays, friends tables, status summary", async ()
     const friends = await ctl(["--socket", s.path, "friends"]);
     assert.equal(friends.code, 0);
     const lines = friends.out.trimEnd().split("\n");
-    assert.match(lines[0], /^public key +online +progress +name +relays$/);
-    assert.match(lines[1], new RegExp(`^${PK_A} +yes +online +alice +1$`));
-    assert.match(lines[2], new RegExp(`^${PK_B} +no +cookie_request +- +0$`));
+    assert.match(lines[0], /^public key +online +progress +name +relays +onion$/);
+    assert.match(lines[1], new RegExp(`^${PK_A} +yes +online +alice +1 +-$`));
+    assert.match(
+      lines[2],
+      new RegExp(`^${PK_B} +no +cookie_request +- +0 +found at 1 of 2, request sent 2x$`),
+    );
 
     const relays = await ctl(["--socket", s.path, "relays"]);
     assert.equal(relays.code, 0);
@@ -264,6 +297,10 @@ Deno.test("human output: self, relays, friends tables, status summary", async ()
     assert.match(status.out, new RegExp(`^address: +${ADDRESS}$`, "m"));
     assert.match(status.out, /^relays: +1 up of 2$/m);
     assert.match(status.out, /^friends: +1 online of 2$/m);
+    assert.match(
+      status.out,
+      /^onion: +announced \(stored at 1 of 1 nodes, 2 paths, 1 bootstrap nodes\)$/m,
+    );
     assert.match(status.out, /^uptime: +1h 2m 5s$/m);
   });
 });
@@ -508,5 +545,49 @@ Deno.test("no reply within --timeout: exit 3; connection dropped or garbage: exi
     );
     await client.close();
     await pending;
+  });
+});
+
+Deno.test("friend requests: add with a message, list, accept, refuse", async () => {
+  await withServer(async (s) => {
+    const toxId = "B".repeat(76);
+    const add = await ctl([
+      "--socket",
+      s.path,
+      "friend",
+      "add",
+      toxId,
+      "hi",
+      "there,",
+      "it's",
+      "me",
+    ]);
+    assert.equal(add.code, 0, add.err);
+    assert.match(add.out, /request goes out as soon as the onion finds them/);
+    assert.deepEqual(strip(s.requests.at(-1)!), {
+      cmd: "friend.add",
+      public_key: toxId,
+      message: "hi there, it's me",
+    });
+
+    const bare = await ctl(["--socket", s.path, "friend", "add", PK_A, "hello"]);
+    assert.equal(bare.code, 64, "a message needs a Tox ID");
+    assert.match(bare.err, /needs the friend's Tox ID/);
+
+    const list = await ctl(["--socket", s.path, "requests"]);
+    assert.equal(list.code, 0);
+    const lines = list.out.trimEnd().split("\n");
+    assert.match(lines[0], /^public key +received +message$/);
+    assert.match(lines[1], new RegExp(`^${PK_B} +2026-11-23T10:00:00.000Z +hi, it's bob$`));
+
+    const accept = await ctl(["--socket", s.path, "friend", "accept", PK_B]);
+    assert.equal(accept.code, 0);
+    assert.match(accept.out, /accepted/);
+    assert.deepEqual(strip(s.requests.at(-1)!), { cmd: "friend.accept", public_key: PK_B });
+
+    const refuse = await ctl(["--socket", s.path, "friend", "refuse", PK_A]);
+    assert.equal(refuse.code, 1);
+    assert.equal(refuse.err, "error no_request: no friend request from that key\n");
+    assert.equal((await ctl(["--socket", s.path, "friend", "accept"])).code, 64);
   });
 });

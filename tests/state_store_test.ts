@@ -34,6 +34,7 @@ function sample(): SavedState {
       },
       { publicKey: PK_C, relays: [], addedAt: 0 },
     ],
+    requests: [],
   };
 }
 
@@ -131,6 +132,7 @@ Deno.test("state: a missing file is the empty state", async () => {
       profile: { name: "", statusMessage: "" },
       relays: [],
       friends: [],
+      requests: [],
     });
     assert.deepEqual(await listDir(dir), [], "loading creates nothing");
   });
@@ -346,4 +348,54 @@ Deno.test("StateStore: a failed save is reported, flush rejects, a later flush r
     await store.flush();
     assert.equal((await loadState(dir)).profile.name, "kept in memory");
   });
+});
+
+Deno.test("friend requests both ways survive a save and a load: ours until answered, theirs until accepted or refused", () => {
+  const s = sample();
+  s.friends[1].request = { nospam: "0a0b0c0d", message: "hi, it's alice ✓" };
+  s.requests.push({ publicKey: PK_A, text: "let me in", receivedAt: 1_700_000_000_000 });
+  const text = encodeState(s);
+  assert.match(text, /"request": \{\s*"nospam": "0a0b0c0d"/);
+  assert.match(text, /"requests": \[/);
+  assert.deepEqual(decodeState(text), s);
+});
+
+Deno.test("a state file without requests (the format before the onion) still loads", () => {
+  const s = decodeState(SAMPLE_TEXT);
+  assert.deepEqual(s.requests, []);
+  assert.equal(s.friends[1].request, undefined);
+});
+
+Deno.test("bad friend requests in a state file are refused with the field named", () => {
+  const base = JSON.parse(SAMPLE_TEXT);
+  const bad = (mutate: (d: Record<string, unknown>) => void, re: RegExp) => {
+    const d = structuredClone(base);
+    mutate(d);
+    assert.throws(() => decodeState(JSON.stringify(d)), re);
+  };
+  bad(
+    (d) => ((d.friends as Record<string, unknown>[])[1].request = { nospam: "xyz", message: "a" }),
+    /friends\[1\]\.request\.nospam/,
+  );
+  bad(
+    (
+      d,
+    ) => ((d.friends as Record<string, unknown>[])[1].request = {
+      nospam: "00000000",
+      message: "",
+    }),
+    /request\.message is empty/,
+  );
+  bad(
+    (d) => (d.requests = [{ public_key: PK_A, text: "a", received_at: -1 }]),
+    /requests\[0\]\.received_at/,
+  );
+  bad((d) => (d.requests = [
+    { public_key: PK_A, text: "a", received_at: 1 },
+    { public_key: PK_A, text: "b", received_at: 2 },
+  ]), /listed twice/);
+  bad(
+    (d) => (d.requests = [{ public_key: PK_A, text: "a", received_at: 1, extra: 1 }]),
+    /unexpected field/,
+  );
 });

@@ -1,5 +1,5 @@
 /**
- * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend,relay_server,decode]
+ * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend,relay_server,decode,onion]
  *
  * Relay section: zero-loss throughput between two of our relay workers through a real
  * tox-bootstrapd on 127.0.0.1 (64, 1024, 2000-byte DATA), ping RTT percentiles, RSS per
@@ -17,6 +17,7 @@ import { type Bootstrapd, startBootstrapd } from "../tests/interop/harness.ts";
 import { type FlowResult, RelayEndpoint, routedPair, runFlow, waitForEvent } from "./relay_flow.ts";
 import { benchCoordinator } from "./bench_coordinator.ts";
 import { benchFriend } from "./bench_friend.ts";
+import { benchOnion } from "./bench_onion.ts";
 
 type Row = Record<string, string | number | null>;
 
@@ -261,6 +262,14 @@ if (import.meta.main) {
     console.log();
     printTable(Object.entries(decode.summary).map(([k, v]) => ({ measure: k, value: v })));
     doc.decode = decode;
+  }
+  if (want("onion")) {
+    console.log("\n== onion (start to friend online, no hints, one tox-bootstrapd 0.2.18) ==");
+    const onion = await benchOnion(quick);
+    printTable(onion.rows);
+    console.log();
+    printTable(Object.entries(onion.summary).map(([k, v]) => ({ measure: k, value: v })));
+    doc.onion = onion;
   }
   console.log("\nJSON " + JSON.stringify(doc));
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(doc, null, 2) + "\n");

@@ -386,8 +386,12 @@ commands:
   self | status | relays | friends     show them
   relay add HOST:PORT:PUBKEY           use a relay
   relay remove PUBKEY                  stop using a relay
+  friend add TOXID MESSAGE...          send a friend request (found through the onion)
   friend add PK|TOXID [--dht HEX] [--relay HOST:PORT:PUBKEY]...
+                                       add without a request (they added us, or will)
   friend remove PK
+  requests                             friend requests waiting for an answer
+  friend accept PK | friend refuse PK  answer one
   send PK TEXT... [--action]           a chat message (words joined by spaces; text
                                        starting with '-' goes after '--')
   send-lossless PK HEX | send-lossy PK HEX   a custom packet, first byte its id
@@ -479,6 +483,9 @@ function buildJob(
     case "friends":
       arity(rest, 0, "friends");
       return { cmd: "friends", params: {}, show: showFriends };
+    case "requests":
+      arity(rest, 0, "requests");
+      return { cmd: "requests", params: {}, show: showRequests };
     case "relay":
       if (rest[0] === "add") {
         arity(rest, 2, "relay add HOST:PORT:PUBKEY");
@@ -495,16 +502,44 @@ function buildJob(
       throw new UsageError("expected: relay add HOST:PORT:PUBKEY | relay remove PUBKEY");
     case "friend":
       if (rest[0] === "add") {
-        arity(rest, 2, "friend add PK|TOXID [--dht HEX] [--relay HOST:PORT:PUBKEY]...");
+        if (rest.length < 2) {
+          throw new UsageError(
+            "expected: friend add TOXID MESSAGE... | friend add PK|TOXID [--dht HEX] [--relay ...]",
+          );
+        }
         if (!HEX64_OR_76.test(rest[1])) {
           throw new UsageError(
             `friend must be a public key (64 hex digits) or Tox ID (76): ${rest[1]}`,
           );
         }
         const params: Record<string, unknown> = { public_key: rest[1] };
+        if (rest.length > 2) {
+          if (rest[1].length !== 76) {
+            throw new UsageError(
+              "a friend request needs the friend's Tox ID (76 hex digits), not a public key",
+            );
+          }
+          params.message = rest.slice(2).join(" ");
+        }
         if (opts.dht !== undefined) params.dht_public_key = publicKey(opts.dht, "--dht");
         if (opts.relay !== undefined) params.relays = opts.relay.map(relaySpec);
-        return { cmd: "friend.add", params, show: confirm("friend added") };
+        return {
+          cmd: "friend.add",
+          params,
+          show: confirm(
+            rest.length > 2
+              ? "friend added; the request goes out as soon as the onion finds them"
+              : "friend added",
+          ),
+        };
+      }
+      if (rest[0] === "accept" || rest[0] === "refuse") {
+        arity(rest, 2, `friend ${rest[0]} PK`);
+        return {
+          cmd: `friend.${rest[0]}`,
+          params: { public_key: publicKey(rest[1]) },
+          show: confirm(rest[0] === "accept" ? "accepted: now a friend" : "refused"),
+        };
       }
       if (rest[0] === "remove") {
         arity(rest, 2, "friend remove PK");
@@ -514,7 +549,10 @@ function buildJob(
           show: confirm("friend removed"),
         };
       }
-      throw new UsageError("expected: friend add PK|TOXID ... | friend remove PK");
+      throw new UsageError(
+        "expected: friend add TOXID MESSAGE... | friend add PK|TOXID ... | friend remove PK | " +
+          "friend accept PK | friend refuse PK",
+      );
     case "send": {
       if (rest.length < 2) throw new UsageError("expected: send PK TEXT... [--action]");
       const params: Record<string, unknown> = {
@@ -795,7 +833,7 @@ const SELF_KEYS = ["address", "public_key", "dht_public_key", "name", "status_me
 function showSelf(result: unknown): string {
   const self = asObject(result);
   const keys = [...SELF_KEYS, ...Object.keys(self).filter((k) => !SELF_KEYS.includes(k))];
-  return keyValues(keys.map((k) => [k, self[k]]));
+  return keyValues(keys.map((k) => [k, k === "onion" ? onionLine(self[k]) : self[k]]));
 }
 
 function rtt(v: unknown): string {
@@ -817,15 +855,55 @@ function showFriends(result: unknown): string {
   const friends = asArray(result);
   if (friends.length === 0) return "no friends";
   return table(
-    ["public key", "online", "progress", "name", "relays"],
+    ["public key", "online", "progress", "name", "relays", "onion"],
     friends.map((f) => [
       text(f.public_key),
       f.online === true ? "yes" : "no",
       text(f.progress),
       text(f.name),
       Array.isArray(f.relays) ? String(f.relays.length) : "-",
+      onionColumn(f),
     ]),
   );
+}
+
+/** Why an offline friend is not online yet, as far as the onion goes. */
+function onionColumn(f: Record<string, unknown>): string {
+  const parts: string[] = [];
+  const o = f.onion === null || f.onion === undefined ? null : asObject(f.onion);
+  if (o !== null) {
+    const found = typeof o.announced_at === "number" && o.announced_at > 0;
+    parts.push(found ? `found at ${o.announced_at} of ${o.search_nodes}` : "searching");
+  }
+  const r = f.request === null || f.request === undefined ? null : asObject(f.request);
+  if (r !== null) {
+    parts.push(
+      typeof r.attempts === "number" && r.attempts > 0
+        ? `request sent ${r.attempts}x`
+        : "request waiting",
+    );
+  }
+  return parts.length > 0 ? parts.join(", ") : "-";
+}
+
+function showRequests(result: unknown): string {
+  const requests = asArray(result);
+  if (requests.length === 0) return "no friend requests";
+  return table(
+    ["public key", "received", "message"],
+    requests.map((r) => [text(r.public_key), text(r.received_at), text(r.text)]),
+  );
+}
+
+/** `announced (stored at 1 of 1 nodes, 2 paths)` or why not. */
+function onionLine(v: unknown): string {
+  if (v === null || v === undefined) return "-";
+  const o = asObject(v);
+  const nodes = Array.isArray(o.announce_nodes) ? o.announce_nodes.length : 0;
+  const paths = Array.isArray(o.paths) ? o.paths.length : 0;
+  const where = `stored at ${text(o.stored_at)} of ${nodes} nodes, ${paths} paths, ` +
+    `${text(o.bootstrap_nodes)} bootstrap nodes`;
+  return `${o.announced === true ? "announced" : "not announced"} (${where})`;
 }
 
 function duration(v: unknown): string {
@@ -853,6 +931,7 @@ function showStatus(result: unknown): string {
   rows.push(
     ["relays", `${relays.filter((r) => r.state === "confirmed").length} up of ${relays.length}`],
     ["friends", `${friends.filter((f) => f.online === true).length} online of ${friends.length}`],
+    ["onion", onionLine(st.onion)],
     ["uptime", duration(st.uptime_s)],
   );
   if (st.version !== undefined) rows.push(["version", st.version]);

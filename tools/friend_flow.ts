@@ -14,6 +14,8 @@ import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
 import { CoordinatorHandle, type CoordinatorObserver } from "../workers/coordinator_handle.ts";
 import type { CoordinatorEvent, CoordinatorStatus } from "../workers/messages.ts";
 import { Fanout } from "./fanout.ts";
+import { toxId } from "../daemon/identity.ts";
+import type { OnionClientConfig } from "../daemon/onion/onion_client.ts";
 
 export interface FriendEndpointOptions {
   readonly name?: string;
@@ -24,6 +26,9 @@ export interface FriendEndpointOptions {
   readonly friendConfig?: Partial<FriendConnectionConfig>;
   /** What the daemon's --capture / --keylog would record (daemon/recorder.ts). */
   readonly observer?: CoordinatorObserver;
+  /** Onion bootstrap nodes beyond the relays (which are tried as nodes at their TCP port). */
+  readonly bootstrap?: readonly RelayAddress[];
+  readonly onionConfig?: Partial<OnionClientConfig>;
 }
 
 /** One of our daemons' cores: keys, a coordinator Worker, and its events fanned out. */
@@ -32,6 +37,9 @@ export class FriendEndpoint {
   readonly dht: KeyPair = newKeyPair();
   readonly realHex = toHex(this.real.publicKey);
   readonly dhtHex = toHex(this.dht.publicKey);
+  /** A fresh nospam: friend requests to `toxId` reach us. */
+  readonly nospam: Uint8Array = crypto.getRandomValues(new Uint8Array(4));
+  readonly toxId = toxId(this.real.publicKey, this.nospam);
   readonly handle: CoordinatorHandle;
   readonly startedAt = performance.now();
   readonly #events = new Fanout<CoordinatorEvent>();
@@ -46,6 +54,9 @@ export class FriendEndpoint {
         config: opts.config,
         relayConfig: opts.relayConfig,
         friendConfig: opts.friendConfig,
+        nospam: this.nospam,
+        bootstrap: opts.bootstrap,
+        onionConfig: opts.onionConfig,
       },
       this.#events.emit,
       opts.observer,

@@ -17,6 +17,7 @@ import type {
   CaptureEvent,
   CoordinatorEvent,
   CoordinatorStatus,
+  FriendRequestToSend,
   FromCoordinator,
   PeerPacket,
   RelayWorkerObservation,
@@ -183,8 +184,16 @@ export class CoordinatorHandle {
 
   // ---- Messenger (the coordinator must have been given `real`) ----
 
-  addFriend(publicKey: Uint8Array, hint?: { dhtPublicKey?: Uint8Array; relays?: RelayAddress[] }) {
-    this.#post({ t: "friend_add", publicKey, ...hint });
+  /** With `request`, a friend request goes out through the onion (see `friend_add`). */
+  addFriend(
+    publicKey: Uint8Array,
+    opts?: {
+      dhtPublicKey?: Uint8Array;
+      relays?: RelayAddress[];
+      request?: FriendRequestToSend;
+    },
+  ) {
+    this.#post({ t: "friend_add", publicKey, ...opts });
   }
 
   removeFriend(publicKey: Uint8Array): void {

@@ -36,7 +36,8 @@ type FriendCommand = Extract<
       | "friend_lossless"
       | "friend_lossy"
       | "friend_typing"
-      | "set_profile";
+      | "set_profile"
+      | "bootstrap_add";
   }
 >;
 
@@ -72,7 +73,12 @@ export interface CoordinatorRuntimeOptions {
   readonly spawn?: RelaySpawner;
   /** Where new net_crypto session keys go when `init.keylog` is set. */
   readonly keylog?: (keys: NetCryptoKeys) => void;
+  /** Unix time in ms; compared with `clock` to notice a suspend. Default Date.now. */
+  readonly wallClock?: () => number;
 }
+
+/** The wall clock moved this much more than the monotonic one: we were suspended. */
+const SUSPEND_JUMP_MS = 5_000;
 
 export class CoordinatorRuntime {
   readonly #init: InitCommand;
@@ -81,6 +87,9 @@ export class CoordinatorRuntime {
   readonly #messenger: Messenger | null;
   readonly #emit: (events: CoordinatorEvent[]) => void;
   readonly #clock: () => number;
+  readonly #wallClock: () => number;
+  /** Wall clock minus monotonic clock at the last look; it grows by the time suspended. */
+  #wallOffset: number;
   readonly #spawn: RelaySpawner;
   readonly #relays = new Map<string, RelayPort>();
   readonly #closing = new Set<Promise<void>>();
@@ -104,6 +113,8 @@ export class CoordinatorRuntime {
     this.#init = init;
     this.#emit = emit;
     this.#clock = opts.clock ?? (() => performance.now());
+    this.#wallClock = opts.wallClock ?? (() => Date.now());
+    this.#wallOffset = this.#wallClock() - this.#clock();
     this.#spawn = opts.spawn ?? workerSpawner;
     this.#core = new TcpConnections({
       now: this.#clock(),
@@ -121,6 +132,10 @@ export class CoordinatorRuntime {
         profile: init.profile,
         config: init.friendConfig,
         keylog: init.keylog ? opts.keylog : undefined,
+        nospam: init.nospam,
+        bootstrap: init.bootstrap,
+        onion: init.onionConfig,
+        unixTimeMs: this.#wallClock(),
       })
       : null;
   }
@@ -209,6 +224,7 @@ export class CoordinatorRuntime {
       case "friend_lossy":
       case "friend_typing":
       case "set_profile":
+      case "bootstrap_add":
         this.#friendCommand(msg, now);
         break;
       case "init":
@@ -275,6 +291,11 @@ export class CoordinatorRuntime {
   #friendCommand(msg: FriendCommand, now: number): void {
     const m = this.#messenger;
     if (m === null) return this.#fail(msg.t, "no long-term key: Messenger is off");
+    if (msg.t === "bootstrap_add") {
+      const r = m.addBootstrap(msg.node, now);
+      if (!r.ok) this.#fail(msg.t, r.message);
+      return;
+    }
     const key = (msg as { publicKey?: unknown }).publicKey;
     if (msg.t !== "set_profile" && !(key instanceof Uint8Array && key.length === 32)) {
       return this.#fail(msg.t, "friend public key must be 32 bytes");
@@ -285,7 +306,7 @@ export class CoordinatorRuntime {
     };
     switch (msg.t) {
       case "friend_add": {
-        const r = m.addFriend(msg.publicKey, now);
+        const r = m.addFriend(msg.publicKey, now, msg.request);
         check(r);
         if (r.ok && (msg.dhtPublicKey || msg.relays?.length)) {
           check(m.hint(friend, msg.dhtPublicKey ?? null, msg.relays ?? [], now));
@@ -363,6 +384,7 @@ export class CoordinatorRuntime {
           dhtPublicKey: toHex(this.#init.self.publicKey),
           profile: m.profile,
           netCrypto: m.netCryptoStats(),
+          onion: m.onionView(now),
         }
         : null,
       friends: m ? m.friends(now) : [],
@@ -444,10 +466,23 @@ export class CoordinatorRuntime {
     const deadline = Math.min(this.#core.nextDeadline(), m?.nextDeadline() ?? Infinity);
     this.#timer.arm(deadline, this.#clock(), () => {
       const now = this.#clock();
+      this.#noticeSuspend(now);
       this.#core.tick(now);
       m?.tick(now);
       this.#drive();
     });
+  }
+
+  /**
+   * The monotonic clock stops while the machine sleeps; the wall clock does not. When the
+   * wall clock has run ahead, everything learnt before the sleep may be stale: the onion
+   * announces and searches again at once instead of minutes later on its intervals.
+   */
+  #noticeSuspend(now: number): void {
+    const offset = this.#wallClock() - now;
+    const jump = offset - this.#wallOffset;
+    this.#wallOffset = offset;
+    if (Math.abs(jump) > SUSPEND_JUMP_MS) this.#messenger?.wake(now);
   }
 
   #fail(command: string, message: string): void {

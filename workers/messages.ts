@@ -21,6 +21,7 @@ import type {
   Profile,
 } from "../daemon/messenger.ts";
 import type { FriendConnectionConfig } from "../daemon/friend_connection.ts";
+import type { OnionClientConfig, OnionView } from "../daemon/onion/onion_client.ts";
 import type { NetCryptoStats } from "../daemon/net_crypto/net_crypto.ts";
 import type {
   RelayClientConfig,
@@ -193,6 +194,14 @@ type CoordinatorCommand =
     readonly friendConfig?: Partial<FriendConnectionConfig>;
     /** Report every net_crypto session key (`keylog` messages): the user's `--keylog`. */
     readonly keylog?: boolean;
+    /** Our nospam (4 bytes, the Tox ID's): friend requests must carry it. */
+    readonly nospam?: Uint8Array;
+    /**
+     * Onion bootstrap nodes: DHT key and the UDP address as our relays can reach it. Every
+     * relay is also tried as one, at its TCP port (tox-bootstrapd's usual setup).
+     */
+    readonly bootstrap?: readonly RelayAddress[];
+    readonly onionConfig?: Partial<OnionClientConfig>;
   }
   | { readonly t: "relay_add"; readonly relay: RelayAddress; readonly proxy?: ProxyConfig }
   /** A relay Worker spawned for a `relay_spawn` died; its events end with `crashed`. */
@@ -217,13 +226,22 @@ type CoordinatorCommand =
   | { readonly t: "delivered"; readonly publicKey: Uint8Array }
   | { readonly t: "status"; readonly id: number }
   // ---- Messenger (needs `real` in init) ----
-  /** Add a friend without a request; with a hint (DHT key and relays) it is dialled at once. */
+  /**
+   * Add a friend; with a hint (DHT key and relays) it is dialled at once, else found through
+   * the onion. With `request`, a friend request goes out through the onion as soon as the
+   * friend is found, and again (5 s, 10 s, 20 s... apart, as c-toxcore) until it comes
+   * online. For a friend already added and never online, `request` replaces the pending one
+   * (a new nospam or message); for one that has been online it fails ("already a friend").
+   */
   | {
     readonly t: "friend_add";
     readonly publicKey: Uint8Array;
     readonly dhtPublicKey?: Uint8Array;
     readonly relays?: readonly RelayAddress[];
+    readonly request?: FriendRequestToSend;
   }
+  /** Another onion bootstrap node (see `init.bootstrap`). */
+  | { readonly t: "bootstrap_add"; readonly node: RelayAddress }
   | { readonly t: "friend_remove"; readonly publicKey: Uint8Array }
   | {
     readonly t: "friend_hint";
@@ -258,6 +276,13 @@ type CoordinatorCommand =
   | { readonly t: "set_profile"; readonly profile: Partial<Profile> }
   | { readonly t: "close" };
 
+/** An outgoing friend request: the nospam of the friend's Tox ID and our message. */
+export interface FriendRequestToSend {
+  readonly nospam: Uint8Array;
+  /** 1..MAX_FRIEND_REQUEST_DATA_SIZE bytes of UTF-8. */
+  readonly message: string;
+}
+
 export interface CoordinatorStatus {
   readonly relays: readonly RelayView[];
   readonly peers: readonly PeerView[];
@@ -271,6 +296,8 @@ export interface CoordinatorStatus {
     readonly dhtPublicKey: string;
     readonly profile: Profile;
     readonly netCrypto: NetCryptoStats;
+    /** Announce nodes, paths, bootstrap nodes: whether friends can find us. */
+    readonly onion: OnionView;
   } | null;
   readonly friends: readonly MessengerFriendView[];
 }

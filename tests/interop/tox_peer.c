@@ -536,6 +536,24 @@ static bool handle_command(Tox *tox, char *line)
             stats_for(n);
             out("ok add %" PRIu32, n);
         }
+    } else if (strcmp(cmd, "request") == 0) {
+        /* tox_friend_add: a friend request to a Tox ID; the message is hex (it may hold spaces). */
+        NEED_ARGS(2);
+        uint8_t address[TOX_ADDRESS_SIZE];
+        if (from_hex(argv[1], address, sizeof address) != TOX_ADDRESS_SIZE) {
+            out("error request bad_address");
+            return true;
+        }
+        long len;
+        NEED_HEX(2, len, sizeof g_buf);
+        Tox_Err_Friend_Add err;
+        const uint32_t n = tox_friend_add(tox, address, g_buf, (size_t)len, &err);
+        if (err != TOX_ERR_FRIEND_ADD_OK) {
+            out("error request %s", err_friend_add_name(err));
+        } else {
+            stats_for(n);
+            out("ok request %" PRIu32, n);
+        }
     } else if (strcmp(cmd, "send") == 0) {
         NEED_ARGS(3);
         uint32_t n;

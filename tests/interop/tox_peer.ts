@@ -7,7 +7,8 @@
  * milliseconds since the peer started on its monotonic clock, with 3 decimals):
  *
  * commands (stdin)                  reply (stdout)
- *   add <real_pk_hex>                 ok add <n>
+ *   add <real_pk_hex>                 ok add <n>          (also how a request is accepted)
+ *   request <address_hex> <msg_hex>   ok request <n>      (tox_friend_add: a friend request)
  *   send <n> <normal|action> <hex>    ok send <message_id>
  *   name <hex>                        ok name
  *   status_message <hex>              ok status_message
@@ -644,6 +645,32 @@ export class ToxPeer {
   async addFriend(realPublicKeyHex: string): Promise<number> {
     const [n] = await this.commandOk(`add ${realPublicKeyHex}`);
     return num(n);
+  }
+
+  /**
+   * tox_friend_add: a friend request to a Tox ID (76 hex); resolves with the friend number,
+   * rejects with the TOX_ERR_FRIEND_ADD name (e.g. BAD_CHECKSUM).
+   */
+  async sendFriendRequest(address: string, message: string): Promise<number> {
+    const [n] = await this.commandOk(
+      `request ${address} ${toHex(new TextEncoder().encode(message))}`,
+    );
+    return num(n);
+  }
+
+  /** The next friend request (from `fromSeq` on), with its text. */
+  async waitForFriendRequest(
+    timeoutMs: number,
+    fromSeq = 0,
+  ): Promise<{ publicKey: string; text: string }> {
+    const e = await this.waitFor((e) => e.type === "friend_request", timeoutMs, fromSeq);
+    if (e.type !== "friend_request") throw new ToxPeerError("unreachable");
+    return { publicKey: e.publicKey, text: new TextDecoder().decode(e.data) };
+  }
+
+  /** Accepting a request is tox_friend_add_norequest of the requester's key. */
+  acceptFriendRequest(publicKeyHex: string): Promise<number> {
+    return this.addFriend(publicKeyHex);
   }
 
   /** Resolves with the message id (match it against `receipt` events). */
