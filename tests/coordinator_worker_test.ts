@@ -180,3 +180,44 @@ Deno.test("relay worker: after attach every command and event goes over the port
     worker.terminate();
   }
 });
+
+Deno.test("coordinator runtime: after a suspend (wall clock jumps past the monotonic one) the onion asks again at once", async () => {
+  let now = 0;
+  let wall = 1_790_000_000_000;
+  const ports: FakePort[] = [];
+  const rt = new CoordinatorRuntime(
+    {
+      t: "init",
+      self: newKeyPair(),
+      real: newKeyPair(),
+      nospam: new Uint8Array(4),
+      config: { statsIntervalMs: 3_600_000 },
+    },
+    () => {},
+    {
+      clock: () => now,
+      wallClock: () => wall + now,
+      random: seededRandom(4),
+      spawn: (_opts, onEvents) => {
+        const p = new FakePort(onEvents);
+        ports.push(p);
+        return p;
+      },
+    },
+  );
+  try {
+    rt.command({ t: "relay_add", relay: RELAY });
+    ports[0].emit([{ type: "confirmed", handshakeMs: 1 }]);
+    assert.deepEqual(ports[0].log, ["send 1"], "the first announce request, at once");
+    now = 100;
+    rt.command({ t: "status", id: 1 });
+    assert.deepEqual(ports[0].log, ["send 1"], "nothing new 100 ms later");
+    // The machine slept for an hour: the monotonic clock did not move, the wall clock did.
+    now = 200;
+    wall += 3_600_000;
+    rt.command({ t: "status", id: 2 });
+    assert.deepEqual(ports[0].log, ["send 1", "send 1"], "announced again at once");
+  } finally {
+    await rt.close();
+  }
+});

@@ -172,6 +172,7 @@ export class CoordinatorRuntime {
 
   #command(msg: ToCoordinator): void {
     const now = this.#clock();
+    this.#noticeSuspend(now);
     const core = this.#core;
     switch (msg.t) {
       case "relay_add": {

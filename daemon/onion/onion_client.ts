@@ -108,6 +108,8 @@ export interface OnionView {
   readonly pathNodes: number;
   readonly bootstrapNodes: number;
   readonly lastResponseAgoMs: number | null;
+  /** Announce and search requests sent and not yet answered (at most maxSendbacks). */
+  readonly awaitingResponses: number;
   readonly requestsSent: number;
   readonly responses: number;
   readonly dataReceived: number;
@@ -525,6 +527,7 @@ export class OnionClient {
       pathNodes: this.#pathNodes.length,
       bootstrapNodes: this.#bootstrapNodes().length,
       lastResponseAgoMs: ago(this.#lastResponse),
+      awaitingResponses: this.#sendbacks.size,
       ...this.#counters,
     };
   }
@@ -691,8 +694,11 @@ export class OnionClient {
       if (f) f.lastPopulated = now;
       else this.#lastPopulated = now;
     }
+    // Only candidates still outside the list are worth waking up for.
     let next = Infinity;
-    for (const at of asked.values()) next = Math.min(next, at + this.config.minNodePingMs);
+    for (const [hex, at] of asked) {
+      if (!inList.has(hex)) next = Math.min(next, at + this.config.minNodePingMs);
+    }
     return next;
   }
 

@@ -4,7 +4,9 @@
  * routed, online/offline, data, oob, sent credits). No sockets, no timers.
  *
  * Relays can be killed (every client sees `closed`), and can drop DATA by a policy, which
- * is how a c-toxcore relay loses packets under load.
+ * is how a c-toxcore relay loses packets under load. Each relay is also a lone onion node
+ * (support/onion_node.ts), as tox-bootstrapd is: its clients can announce, search and send
+ * onion data through it.
  */
 import { newKeyPair, toHex } from "../../daemon/crypto.ts";
 import type { KeyPair } from "../../daemon/crypto.ts";
@@ -13,6 +15,7 @@ import type { FriendConnectionConfig } from "../../daemon/friend_connection.ts";
 import { TcpConnections } from "../../daemon/tcp_connections.ts";
 import type { RelayAddress, RelayWorkerEvent } from "../../workers/messages.ts";
 import { seededRandom } from "./fake_relay.ts";
+import { LoneNode } from "./onion_node.ts";
 
 export interface SimNode {
   readonly name: string;
@@ -22,9 +25,12 @@ export interface SimNode {
   readonly messenger: Messenger;
   readonly events: MessengerEvent[];
   readonly hex: string;
+  /** The nospam of its Tox ID (friend requests to it must carry it). */
+  readonly nospam: Uint8Array;
 }
 
 interface SimRelay {
+  readonly onion: LoneNode;
   readonly address: RelayAddress;
   alive: boolean;
   /** node name → (peer DHT hex → connection id) */
@@ -58,7 +64,14 @@ export class SimNet {
       port: 33000 + this.relays.size,
       publicKey: toHex(kp.publicKey),
     };
+    const onion = new LoneNode(() => this.now, {
+      keys: kp,
+      host: address.host,
+      port: address.port,
+      seed: this.#seed++,
+    });
     this.relays.set(address.publicKey, {
+      onion,
       address,
       alive: true,
       routes: new Map(),
@@ -83,6 +96,7 @@ export class SimNet {
   ): SimNode {
     const random = seededRandom(this.#seed++ * 1000);
     const { real, dht } = keys;
+    const nospam = random(4);
     const tcp = new TcpConnections({ now: this.now, random });
     for (const r of relays) tcp.addRelay(r, this.now);
     const messenger = new Messenger({
@@ -93,8 +107,19 @@ export class SimNet {
       tcp,
       profile: { name },
       config,
+      nospam,
+      unixTimeMs: 1_790_000_000_000 + this.now,
     });
-    const node = { name, real, dht, tcp, messenger, events: [], hex: toHex(real.publicKey) };
+    const node = {
+      name,
+      real,
+      dht,
+      tcp,
+      messenger,
+      events: [],
+      hex: toHex(real.publicKey),
+      nospam,
+    };
     this.nodes.set(name, node);
     this.#drive(node);
     return node;
@@ -274,7 +299,12 @@ export class SimNet {
         let credits = 0;
         for (const item of a.items) {
           if (item.kind !== "onion") credits++;
-          if (!relay?.alive || !relay.clients.has(node.name) || item.kind === "onion") continue;
+          if (!relay?.alive || !relay.clients.has(node.name)) continue;
+          if (item.kind === "onion") {
+            relay.onion.onionRequest(node.name, item.data);
+            this.#onionReplies(relay);
+            continue;
+          }
           const to = this.#clientByDht(relay, toHex(item.publicKey));
           if (!to) continue;
           const fromKey = node.dht.publicKey;
@@ -301,6 +331,17 @@ export class SimNet {
       }
       case "stats":
         return;
+    }
+  }
+
+  /** What the onion node answered goes to its clients, by name, as relay packet 9. */
+  #onionReplies(relay: SimRelay): void {
+    for (const client of [...relay.onion.outbox.keys()]) {
+      for (const data of relay.onion.take(client)) {
+        if (relay.clients.has(client)) {
+          this.#to(client, relay.address.publicKey, { type: "onion", data });
+        }
+      }
     }
   }
 
