@@ -7,8 +7,15 @@
  * milliseconds since the peer started on its monotonic clock, with 3 decimals):
  *
  * commands (stdin)                  reply (stdout)
- *   add <real_pk_hex>                 ok add <n>          (also how a request is accepted)
- *   request <address_hex> <msg_hex>   ok request <n>      (tox_friend_add: a friend request)
+ *   add <real_pk_hex>                 ok add <n>          (tox_friend_add_norequest, no request)
+ *   request <address_hex> <msg_hex>   ok request <n> <real_pk_hex>
+ *                                     error request <TOX_ERR_FRIEND_ADD_*> | bad_address
+ *                                     (tox_friend_add: a friend request to a 76-hex Tox ID;
+ *                                      no <msg_hex> = empty message, refused by toxcore)
+ *   accept <real_pk_hex>              ok accept <n>
+ *                                     error accept no_request | <TOX_ERR_FRIEND_ADD_*>
+ *                                     (tox_friend_add_norequest of a key that sent us a
+ *                                      friend_request not yet accepted; nothing is auto-accepted)
  *   send <n> <normal|action> <hex>    ok send <message_id>
  *   name <hex>                        ok name
  *   status_message <hex>              ok status_message
@@ -32,10 +39,11 @@
  * `stats` the `stats` line. A line over 64 KiB is answered with `error line too_long`.
  *
  * events (stdout)
- *   ready <real_pk_hex> <dht_id_hex> <tox_address_hex>    once, first line
- *   self <none|tcp|udp>
- *   friend <n> <none|tcp|udp>
- *   friend_request <real_pk_hex> <message_hex>
+ *   ready <real_pk_hex> <dht_id_hex> <tox_address_hex> <ms>   once, first line; <ms>: tox_new
+ *                                                             returned
+ *   self <none|tcp|udp> <ms>
+ *   friend <n> <none|tcp|udp> <ms>
+ *   friend_request <real_pk_hex> <message_hex> <ms>
  *   message <n> <normal|action> <text_hex>
  *   receipt <n> <message_id>
  *   name <n> <hex>
@@ -72,6 +80,8 @@ const path = (u: URL) => decodeURIComponent(u.pathname);
 // Build
 
 let building: Promise<string> | null = null;
+/** The source mtime the build in `building` was started for. */
+let buildingFor: number | null = null;
 
 function mtime(p: string): number | null {
   try {
@@ -136,9 +146,12 @@ export function buildToxPeer(): Promise<string> {
   const srcTime = mtime(path(SOURCE_URL));
   const binTime = mtime(bin);
   const fresh = srcTime !== null && binTime !== null && binTime >= srcTime;
-  if (building === null || !fresh) {
+  // A build already under way for this source is shared: two peers started together would
+  // otherwise compile twice and the first one would wait for both.
+  if (building === null || (!fresh && buildingFor !== srcTime)) {
     const p = compile();
     building = p;
+    buildingFor = srcTime;
     p.catch(() => {
       if (building === p) building = null;
     });
@@ -177,10 +190,25 @@ interface EventBase {
 export type ToxPeerEvent =
   & EventBase
   & (
-    | { type: "ready"; realPublicKey: string; dhtPublicKey: string; address: string }
-    | { type: "self"; connection: ToxConnection }
-    | { type: "friend"; friend: number; connection: ToxConnection }
-    | { type: "friend_request"; publicKey: string; data: Uint8Array }
+    | {
+      type: "ready";
+      realPublicKey: string;
+      dhtPublicKey: string;
+      /** The Tox ID: public key, nospam, checksum (76 hex). */
+      address: string;
+      /** The peer's clock when tox_new returned. */
+      toxNewMs: number;
+    }
+    // peerMs: the peer's own clock (ms since it started) when toxcore called back.
+    | { type: "self"; connection: ToxConnection; peerMs: number }
+    | { type: "friend"; friend: number; connection: ToxConnection; peerMs: number }
+    | {
+      type: "friend_request";
+      publicKey: string;
+      data: Uint8Array;
+      text: string;
+      peerMs: number;
+    }
     | {
       type: "message";
       friend: number;
@@ -210,6 +238,8 @@ export type ToxPeerEvent =
   );
 
 export type ToxPeerEventType = ToxPeerEvent["type"];
+
+export type FriendRequestEvent = Extract<ToxPeerEvent, { type: "friend_request" }>;
 
 const utf8 = new TextDecoder();
 
@@ -242,14 +272,29 @@ function parseBody(w: string[]): EventBody {
   const hex = (s: string | undefined) => fromHex(s ?? "");
   switch (w[0]) {
     case "ready":
-      if (w.length !== 4) break;
-      return { type: "ready", realPublicKey: w[1], dhtPublicKey: w[2], address: w[3] };
+      if (w.length !== 5) break;
+      return {
+        type: "ready",
+        realPublicKey: w[1],
+        dhtPublicKey: w[2],
+        address: w[3],
+        toxNewMs: num(w[4]),
+      };
     case "self":
-      return { type: "self", connection: conn(w[1]) };
+      return { type: "self", connection: conn(w[1]), peerMs: num(w[2]) };
     case "friend":
-      return { type: "friend", friend: num(w[1]), connection: conn(w[2]) };
-    case "friend_request":
-      return { type: "friend_request", publicKey: w[1], data: hex(w[2]) };
+      return { type: "friend", friend: num(w[1]), connection: conn(w[2]), peerMs: num(w[3]) };
+    case "friend_request": {
+      if (!/^[0-9a-f]{64}$/.test(w[1] ?? "")) break;
+      const data = hex(w[2]);
+      return {
+        type: "friend_request",
+        publicKey: w[1],
+        data,
+        text: utf8.decode(data),
+        peerMs: num(w[3]),
+      };
+    }
     case "message": {
       const data = hex(w[3]);
       if (w[2] !== "normal" && w[2] !== "action") break;
@@ -346,6 +391,34 @@ export interface ToxPeerOptions {
 
 export class ToxPeerError extends Error {}
 
+/** An `error <command> <reason> ...` reply to a command sent with commandOk or a helper. */
+export class ToxPeerCommandError extends ToxPeerError {
+  constructor(
+    message: string,
+    readonly command: string,
+    /** A TOX_ERR_* name or the peer's own reason (bad_address, no_request, ...). */
+    readonly reason: string,
+    readonly reply: string,
+  ) {
+    super(message);
+  }
+}
+
+/** When something happened at a peer, on our clock and on its own. */
+export interface PeerTime {
+  /** performance.now() when the line was read. */
+  at: number;
+  /** From spawning the process (peer.startedAt) to `at`, on our clock. */
+  sinceStartMs: number;
+  /**
+   * From tox_new returning to the callback, on the peer's clock: free of process start-up and
+   * of the delay in reading its output.
+   */
+  sinceToxNewMs: number;
+}
+
+type TimedEvent = Extract<ToxPeerEvent, { peerMs: number }>;
+
 interface Pending {
   command: string;
   resolve: (line: string) => void;
@@ -379,9 +452,15 @@ export class ToxPeer {
   /** Filled in from the `ready` line (hex, lower case). */
   realPublicKey = "";
   dhtPublicKey = "";
+  /** Our Tox ID (76 hex): what a friend request is sent to. */
   address = "";
   /** performance.now() at spawn. */
   readonly startedAt = performance.now();
+  /** The peer's clock when tox_new returned (from `ready`). */
+  toxNewMs = 0;
+  /** The first time the peer reported itself connected (`self tcp|udp`); null until then. */
+  selfOnline: PeerTime | null = null;
+  readonly #friendOnline = new Map<number, PeerTime>();
   /** Set once the process has exited. */
   exitStatus: Deno.CommandStatus | null = null;
 
@@ -441,6 +520,23 @@ export class ToxPeer {
 
   get alive(): boolean {
     return this.exitStatus === null;
+  }
+
+  /**
+   * Per friend number, the first time the friend came online (later drops and reconnects are
+   * in `events`): from startedAt, this is "start to friend online".
+   */
+  get friendOnline(): ReadonlyMap<number, PeerTime> {
+    return this.#friendOnline;
+  }
+
+  /** An event that carries the peer's clock, on both clocks. */
+  timeOf(e: TimedEvent): PeerTime {
+    return {
+      at: e.at,
+      sinceStartMs: e.at - this.startedAt,
+      sinceToxNewMs: e.peerMs - this.toxNewMs,
+    };
   }
 
   describe(): string {
@@ -503,6 +599,11 @@ export class ToxPeer {
       this.realPublicKey = ev.realPublicKey;
       this.dhtPublicKey = ev.dhtPublicKey;
       this.address = ev.address;
+      this.toxNewMs = ev.toxNewMs;
+    } else if (ev.type === "self" && ev.connection !== "none") {
+      this.selfOnline ??= this.timeOf(ev);
+    } else if (ev.type === "friend" && ev.connection !== "none") {
+      if (!this.#friendOnline.has(ev.friend)) this.#friendOnline.set(ev.friend, this.timeOf(ev));
     }
     this.#events.push(ev);
     if (this.#events.length > EVENT_HISTORY_LIMIT) {
@@ -594,7 +695,12 @@ export class ToxPeer {
     const reply = await this.command(line, timeoutMs);
     const w = reply.split(" ");
     if (w[0] === "error") {
-      throw new ToxPeerError(`${this.describe()}: "${line.slice(0, 100)}" failed: ${reply}`);
+      throw new ToxPeerCommandError(
+        `${this.describe()}: "${line.slice(0, 100)}" failed: ${reply}`,
+        w[1] ?? "",
+        w[2] ?? "",
+        reply,
+      );
     }
     return w[0] === "ok" ? w.slice(2) : w.slice(1);
   }
@@ -649,7 +755,8 @@ export class ToxPeer {
 
   /**
    * tox_friend_add: a friend request to a Tox ID (76 hex); resolves with the friend number,
-   * rejects with the TOX_ERR_FRIEND_ADD name (e.g. BAD_CHECKSUM).
+   * rejects with a ToxPeerCommandError whose `reason` is the TOX_ERR_FRIEND_ADD_* name (e.g.
+   * TOX_ERR_FRIEND_ADD_BAD_CHECKSUM) or bad_address (not 76 hex).
    */
   async sendFriendRequest(address: string, message: string): Promise<number> {
     const [n] = await this.commandOk(
@@ -658,19 +765,31 @@ export class ToxPeer {
     return num(n);
   }
 
-  /** The next friend request (from `fromSeq` on), with its text. */
-  async waitForFriendRequest(
+  /**
+   * The first friend_request event at or after `fromSeq` (from `publicKeyHex` if given);
+   * timeOf(event) says when it came.
+   */
+  waitForFriendRequest(
     timeoutMs: number,
     fromSeq = 0,
-  ): Promise<{ publicKey: string; text: string }> {
-    const e = await this.waitFor((e) => e.type === "friend_request", timeoutMs, fromSeq);
-    if (e.type !== "friend_request") throw new ToxPeerError("unreachable");
-    return { publicKey: e.publicKey, text: new TextDecoder().decode(e.data) };
+    publicKeyHex?: string,
+  ): Promise<FriendRequestEvent> {
+    const want = publicKeyHex?.toLowerCase();
+    return this.waitFor(
+      (e): e is FriendRequestEvent =>
+        e.type === "friend_request" && (want === undefined || e.publicKey === want),
+      timeoutMs,
+      fromSeq,
+    );
   }
 
-  /** Accepting a request is tox_friend_add_norequest of the requester's key. */
-  acceptFriendRequest(publicKeyHex: string): Promise<number> {
-    return this.addFriend(publicKeyHex);
+  /**
+   * `accept`: tox_friend_add_norequest of a key that sent us a request; resolves with the
+   * friend number. Rejects (reason no_request) if that key has not asked.
+   */
+  async acceptFriendRequest(publicKeyHex: string): Promise<number> {
+    const [n] = await this.commandOk(`accept ${publicKeyHex}`);
+    return num(n);
   }
 
   /** Resolves with the message id (match it against `receipt` events). */

@@ -11,11 +11,14 @@ import {
   parseToxPeerLine,
   startToxPeer,
   type ToxPeer,
+  ToxPeerCommandError,
   type ToxPeerEvent,
 } from "./tox_peer.ts";
 
 const BINS = ["tox-bootstrapd", "gcc"];
 const ONLINE_TIMEOUT_MS = 30_000;
+/** c-toxcore needs ~7-10 s on the onion before a request can go out; this is the bound. */
+const REQUEST_TIMEOUT_MS = 40_000;
 
 /** Two peers on `bs`, friends without request, both online. */
 async function onlinePair(bs: Bootstrapd): Promise<{
@@ -80,6 +83,17 @@ Deno.test("tox_peer line parser", () => {
     });
   }
   assert.equal(parseToxPeerLine("name 0 ").type, "name");
+  const pk = "ab".repeat(32);
+  const ready = parseToxPeerLine(`ready ${pk} ${"cd".repeat(32)} ${pk}0102030405ff 1.250`);
+  assert.equal(ready.type === "ready" && ready.toxNewMs, 1.25);
+  const req = parseToxPeerLine(`friend_request ${pk} 6869206d6520e29c93 9000.500`);
+  assert.equal(req.type, "friend_request");
+  if (req.type === "friend_request") {
+    assert.deepEqual([req.publicKey, req.text, req.peerMs], [pk, "hi me ✓", 9000.5]);
+  }
+  const up = parseToxPeerLine("friend 2 tcp 8123.000");
+  assert.equal(up.type === "friend" && up.peerMs, 8123);
+  assert.equal(parseToxPeerLine("friend_request nothex 6869 1.000").type, "unknown");
   assert.equal(parseToxPeerLine("friend 0 sideways").type, "unknown");
   assert.equal(parseToxPeerLine("error add TOX_ERR_FRIEND_ADD_OWN_KEY").type, "error");
 });
@@ -217,4 +231,115 @@ interopTest(
     assert.ok(r.ms > 0 && r.packetsPerSecond > 0);
   },
   { timeout: 55_000 },
+);
+
+interopTest(
+  "tox_peer: a friend request by Tox ID alone (no DHT key) between two C peers, seen with its text, accepted explicitly; both online, a message A->B; bad requests are errors",
+  BINS,
+  async () => {
+    await using bs = await startBootstrapd();
+    const relays = [bs.relay];
+    const started = await Promise.allSettled([
+      startToxPeer({ relays, name: "alice" }),
+      startToxPeer({ relays, name: "bob" }),
+    ]);
+    const peers = started.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+    try {
+      for (const r of started) if (r.status === "rejected") throw r.reason;
+      const [a, b] = peers;
+      assert.match(b.address, /^[0-9a-f]{76}$/);
+      const refused = (reason: string) => (e: unknown) => {
+        assert.ok(e instanceof ToxPeerCommandError, String(e));
+        assert.equal(e.reason, reason);
+        return true;
+      };
+
+      // Bad requests come back as errors and leave the peer working.
+      const last = b.address.slice(-2);
+      const badChecksum = b.address.slice(0, -2) + (parseInt(last, 16) ^ 1).toString(16)
+        .padStart(2, "0");
+      assert.equal(
+        await a.command(`request ${badChecksum} 6869`),
+        "error request TOX_ERR_FRIEND_ADD_BAD_CHECKSUM",
+      );
+      await assert.rejects(
+        a.sendFriendRequest(badChecksum, "hi"),
+        refused("TOX_ERR_FRIEND_ADD_BAD_CHECKSUM"),
+      );
+      await assert.rejects(
+        a.sendFriendRequest(b.address.slice(0, 64), "hi"),
+        refused("bad_address"),
+      );
+      await assert.rejects(
+        a.sendFriendRequest(a.address, "hi"),
+        refused("TOX_ERR_FRIEND_ADD_OWN_KEY"),
+      );
+      await assert.rejects(
+        a.sendFriendRequest(b.address, ""),
+        refused("TOX_ERR_FRIEND_ADD_NO_MESSAGE"),
+      );
+      // Nobody asked b yet: there is nothing to accept.
+      await assert.rejects(b.acceptFriendRequest(a.realPublicKey), refused("no_request"));
+      assert.match(await a.command("ping"), /^ok ping /);
+
+      const text = "hi bob, it is alice ✓ — with  spaces";
+      const fromB = b.nextSeq;
+      const fa = await a.sendFriendRequest(b.address, text);
+      assert.equal(fa, 0);
+      assert.equal(
+        a.events.findLast((e) => e.type === "ok")?.line,
+        `ok request 0 ${b.realPublicKey}`,
+      );
+      const req = await b.waitForFriendRequest(REQUEST_TIMEOUT_MS, fromB);
+      assert.equal(req.publicKey, a.realPublicKey);
+      assert.equal(req.text, text);
+      const asked = b.timeOf(req);
+
+      // Not accepted on its own: b has no friend until it says so.
+      assert.match(await b.command("send 0 normal 41"), /FRIEND_NOT_FOUND/);
+      const fb = await b.acceptFriendRequest(req.publicKey);
+      assert.equal(fb, 0);
+      await assert.rejects(b.acceptFriendRequest(req.publicKey), refused("no_request"));
+
+      const [ea, eb] = await Promise.all([
+        a.waitForFriendOnline(fa, REQUEST_TIMEOUT_MS),
+        b.waitForFriendOnline(fb, REQUEST_TIMEOUT_MS),
+      ]);
+      assert.equal(ea.type === "friend" && ea.connection, "tcp");
+      assert.equal(eb.type === "friend" && eb.connection, "tcp");
+      const onA = a.friendOnline.get(fa)!;
+      const onB = b.friendOnline.get(fb)!;
+      assert.ok(a.selfOnline !== null && b.selfOnline !== null);
+      assert.ok(onA.sinceToxNewMs > a.selfOnline.sinceToxNewMs);
+
+      const fromMsg = b.nextSeq;
+      const fromReceipt = a.nextSeq;
+      const id = await a.sendMessage(fa, "hello bob");
+      const msg = await b.waitFor(
+        (e): e is Extract<ToxPeerEvent, { type: "message" }> =>
+          e.type === "message" && e.friend === fb,
+        5_000,
+        fromMsg,
+      );
+      assert.equal(msg.text, "hello bob");
+      await a.waitFor(
+        (e) => e.type === "receipt" && e.friend === fa && e.messageId === id,
+        5_000,
+        fromReceipt,
+      );
+
+      const ms = (x: number) => `${x.toFixed(0)} ms`;
+      console.log(
+        `C->C request: self online a ${ms(a.selfOnline.sinceStartMs)} / b ` +
+          `${ms(b.selfOnline.sinceStartMs)}; request at b ${ms(req.at - a.startedAt)} after a's ` +
+          `start (b's tox_new +${ms(asked.sinceToxNewMs)}); both online ` +
+          `${ms(Math.max(onA.at, onB.at) - a.startedAt)} after a's start ` +
+          `(tox_new + a ${ms(onA.sinceToxNewMs)} / b ${ms(onB.sinceToxNewMs)}), ` +
+          `${ms(Math.max(onA.at, onB.at) - req.at)} after the request arrived`,
+      );
+    } finally {
+      await Promise.all(peers.map((p) => p.stop()));
+    }
+  },
+  { timeout: 100_000 },
 );
