@@ -13,6 +13,7 @@ import {
   parseRelaySpec,
   type RelayAddress,
 } from "./relay_address.ts";
+import { isIpLiteral } from "./onion/packets.ts";
 import { parseProxyUrl, type ProxyConfig } from "./tcp/proxy.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import { MAX_NAME_LENGTH } from "./messenger.ts";
@@ -102,6 +103,18 @@ function name(v: unknown, what: string): string {
   return v;
 }
 
+/** An onion node: HOST:PORT:PUBKEY with an IP address (an onion layer cannot carry a name). */
+function bootstrapSpec(spec: string): RelayAddress {
+  const r = parseRelaySpec(spec);
+  if (!isIpLiteral(r.host)) {
+    throw new TypeError(
+      `${r.host} is a name: an onion bootstrap node needs an IP address (onion layers carry ` +
+        `addresses, and the relay resolves nothing for us)`,
+    );
+  }
+  return r;
+}
+
 /** Run `f`; whatever it throws becomes a ConfigError saying where (`what`). */
 function wrap<T>(what: string, f: () => T): T {
   try {
@@ -151,7 +164,7 @@ export function parseFlags(args: string[]): Flags {
     help: v.help === true,
     dataDir: v["data-dir"],
     relays: v.relay?.map((r) => wrap("--relay", () => parseRelaySpec(r))),
-    bootstrap: v.bootstrap?.map((r) => wrap("--bootstrap", () => parseRelaySpec(r))),
+    bootstrap: v.bootstrap?.map((r) => wrap("--bootstrap", () => bootstrapSpec(r))),
     nodesFile: v.nodes,
     proxy: v.proxy === undefined ? undefined : wrap("--proxy", () => parseProxyUrl(v.proxy!)),
     socketPath: v.socket,
@@ -199,7 +212,7 @@ export function parseConfigFile(text: string, path: string): FileSettings {
     return (o[k] as unknown[] | undefined)?.map((r, i) =>
       wrap(`${path}: ${k}[${i}]`, () => {
         if (typeof r !== "string") throw new TypeError(`must be a "HOST:PORT:PUBKEY" string`);
-        return parseRelaySpec(r);
+        return k === "bootstrap" ? bootstrapSpec(r) : parseRelaySpec(r);
       })
     );
   };

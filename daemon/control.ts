@@ -20,7 +20,7 @@ import {
 } from "./messenger.ts";
 import { MAX_CRYPTO_DATA_SIZE } from "./net_crypto/packets.ts";
 import { parseRelaySpec, type RelayAddress } from "./relay_address.ts";
-import { ONION_DATA_MAX_ACCEPTED } from "./onion/packets.ts";
+import { MAX_FRIEND_REQUEST_DELIVERED } from "./onion/packets.ts";
 
 /**
  * The longest friend-request message we send: c-toxcore 0.2.18 itself sends up to 1016 bytes
@@ -28,7 +28,7 @@ import { ONION_DATA_MAX_ACCEPTED } from "./onion/packets.ts";
  * so 943 is the most that arrives (checked on the wire, spec/onion.md §5). Longer would be
  * lost silently; we refuse it instead.
  */
-export const MAX_FRIEND_REQUEST_MESSAGE = ONION_DATA_MAX_ACCEPTED - 1 - 4;
+export const MAX_FRIEND_REQUEST_MESSAGE = MAX_FRIEND_REQUEST_DELIVERED;
 
 /** Longest request line accepted, its LF or CRLF excluded. */
 export const MAX_LINE_BYTES = 64 * 1024;
@@ -290,10 +290,14 @@ function command(cmd: string, o: Record<string, unknown>): ControlCommand {
           );
         }
         if (message.length === 0) throw new ArgumentError(`"message" must not be empty`);
-        request = {
-          nospam: parsed.nospam,
-          message: bounded(message, "message", MAX_FRIEND_REQUEST_MESSAGE),
-        };
+        const n = utf8Length(message);
+        if (n > MAX_FRIEND_REQUEST_MESSAGE) {
+          throw new ArgumentError(
+            `"message" is ${n} bytes of UTF-8; at most ${MAX_FRIEND_REQUEST_MESSAGE}: a ` +
+              `c-toxcore 0.2.18 peer silently drops a longer friend request`,
+          );
+        }
+        request = { nospam: parsed.nospam, message };
       }
       return {
         cmd,

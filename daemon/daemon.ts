@@ -25,10 +25,18 @@ import { ControlServer, ControlServerError, type HandlerResult } from "./control
 import { type Identity, IdentityError, loadOrCreateIdentity } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { formatRelayAddress, type RelayAddress } from "./relay_address.ts";
-import { MAX_SAVED_REQUESTS, type SavedState, StateError, StateStore } from "./state_store.ts";
+import {
+  answerRequest,
+  MAX_SAVED_REQUESTS,
+  receiveRequest,
+  type SavedState,
+  StateError,
+  StateStore,
+} from "./state_store.ts";
 import { CoordinatorHandle } from "../workers/coordinator_handle.ts";
 import { Recorder, RecorderError } from "./recorder.ts";
 import type { OnionView } from "./onion/onion_client.ts";
+import { isIpLiteral } from "./onion/packets.ts";
 import type { CoordinatorEvent, CoordinatorStatus, ToCoordinator } from "../workers/messages.ts";
 
 export const VERSION = "0.6.0";
@@ -220,6 +228,38 @@ export class Daemon {
     if (known && sameRelay(known, r)) return;
     this.#relays.set(r.publicKey, r);
     this.#coordinator.addRelay(r);
+    if (!isIpLiteral(r.host)) void this.#relayAsOnionNode(r);
+  }
+
+  /**
+   * A relay named by host name is an onion node too, but an onion layer carries an address:
+   * look it up. Not through a proxy, where a local lookup would tell the network whom we use;
+   * there the onion needs relays or --bootstrap nodes given by address.
+   */
+  async #relayAsOnionNode(r: RelayAddress): Promise<void> {
+    if (this.config.proxy) {
+      this.#log.info(
+        `relay ${r.host} is a name: behind a proxy it is not looked up, so it is no onion ` +
+          `node (give --bootstrap IP:PORT:KEY for one)`,
+      );
+      return;
+    }
+    let ips: string[] = [];
+    for (const type of ["A", "AAAA"] as const) {
+      try {
+        ips = await Deno.resolveDns(r.host, type, { signal: AbortSignal.timeout(5_000) });
+      } catch {
+        ips = [];
+      }
+      if (ips.length > 0) break;
+    }
+    if (ips.length === 0 || this.#stopping) {
+      this.#log.warn(`relay ${r.host}: no address found, so it is not used as an onion node`);
+      return;
+    }
+    const r2 = await this.#run({ t: "bootstrap_add", node: { ...r, host: ips[0] } });
+    if (!r2.ok) this.#log.warn(`relay ${r.host} as an onion node: ${r2.error.message}`);
+    else this.#log.debug(`relay ${r.host} is onion node ${ips[0]}:${r.port}`);
   }
 
   /** Resolves when the daemon has stopped (a signal, or stop()). */
@@ -296,13 +336,14 @@ export class Daemon {
         return { event: "friend_progress", public_key: e.friend, progress: e.progress };
       case "friend_online":
         this.#log.info(`friend ${short(e.friend)} online`);
-        // Our request (if any) is answered: it is not sent again, not even after a restart.
-        if (this.#store.state.friends.some((f) => f.publicKey === e.friend && f.request)) {
-          this.#store.update((s) => {
-            const f = s.friends.find((x) => x.publicKey === e.friend);
-            if (f) delete f.request;
-          });
-        }
+        // Our request (if any) is answered: it is not sent again, not even after a restart;
+        // and a friend that has been online is not sent requests any more.
+        this.#store.update((s) => {
+          const f = s.friends.find((x) => x.publicKey === e.friend);
+          if (!f) return;
+          delete f.request;
+          f.lastOnlineAt = Date.now();
+        });
         return { event: "friend_online", public_key: e.friend };
       case "friend_request":
         return this.#friendRequest(e.publicKey, e.text);
@@ -314,7 +355,9 @@ export class Daemon {
       case "onion_announced":
         this.#log.info(
           e.announced
-            ? `onion: announced (stored at ${e.storedAt} of ${e.nodes} nodes): friends can find us`
+            ? `onion: announced (stored at ${e.storedAt} of ${e.nodes} nodes` +
+              (e.sinceRelayUpMs === null ? "" : `, ${e.sinceRelayUpMs} ms after a relay came up`) +
+              `): friends can find us`
             : `onion: not announced (stored at ${e.storedAt} of ${e.nodes} nodes)`,
         );
         return { event: "onion", announced: e.announced, stored_at: e.storedAt, nodes: e.nodes };
@@ -369,17 +412,18 @@ export class Daemon {
    * reported once; a repeat of one already waiting, or from a friend, is not news.
    */
   #friendRequest(publicKey: string, text: string): ControlEvent | null {
-    const s = this.#store.state;
-    if (s.friends.some((f) => f.publicKey === publicKey)) return null;
-    if (s.requests.some((r) => r.publicKey === publicKey)) return null;
+    // Decided on a copy: a repeat (the requester re-sends every 5..40 s) writes nothing.
+    const draft = structuredClone(this.#store.state);
+    const r = receiveRequest(draft, { publicKey, text, receivedAt: Date.now() });
+    if (r.outcome !== "saved") return null;
+    this.#store.update(() => draft);
     this.#log.info(`friend request from ${publicKey.slice(0, 12)} (${text.length} characters)`);
-    this.#store.update((draft) => {
-      draft.requests.push({ publicKey, text, receivedAt: Date.now() });
-      if (draft.requests.length > MAX_SAVED_REQUESTS) {
-        const dropped = draft.requests.shift()!;
-        this.#log.warn(`too many friend requests waiting: dropped ${dropped.publicKey}`);
-      }
-    });
+    if (r.dropped !== null) {
+      this.#log.warn(
+        `more than ${MAX_SAVED_REQUESTS} friend requests waiting: dropped the oldest, ` +
+          `from ${r.dropped}`,
+      );
+    }
     return { event: "friend_request", public_key: publicKey, text };
   }
 
@@ -436,7 +480,7 @@ export class Daemon {
       case "friend.refuse": {
         const hex = toHex(c.publicKey);
         if (!this.#store.state.requests.some((r) => r.publicKey === hex)) {
-          return fail("no_request", `${c.cmd}: no friend request from ${hex}`);
+          return fail("no_request", `${c.cmd}: no friend request from ${hex} is waiting`);
         }
         if (c.cmd === "friend.accept") {
           const r = await this.#friendAdd({
@@ -448,9 +492,7 @@ export class Daemon {
           });
           if (!r.ok) return r;
         }
-        const unsaved = await this.#save((s) => {
-          s.requests = s.requests.filter((r) => r.publicKey !== hex);
-        });
+        const unsaved = await this.#save((s) => void answerRequest(s, hex));
         if (unsaved) return unsaved;
         return {
           ok: true,
@@ -530,6 +572,14 @@ export class Daemon {
       return fail("bad_argument", "friend.add: that is our own public key");
     }
     const request = c.request ?? undefined;
+    if (request && existing?.lastOnlineAt !== undefined) {
+      return fail(
+        "bad_argument",
+        `friend.add: already a friend (online ${
+          new Date(existing.lastOnlineAt).toISOString()
+        }): no request needed`,
+      );
+    }
     const r = existing && !request
       ? await this.#run({ t: "friend_hint", publicKey: c.publicKey, ...hint })
       : await this.#run({ t: "friend_add", publicKey: c.publicKey, ...hint, request });
@@ -555,7 +605,7 @@ export class Daemon {
         });
       }
       // Adding someone who asked answers the request.
-      s.requests = s.requests.filter((q) => q.publicKey !== hex);
+      answerRequest(s, hex);
     });
     if (unsaved) return unsaved;
     return {
@@ -601,10 +651,19 @@ export class Daemon {
     };
   }
 
+  /** For `self`: whether friends can find us, in a few fields (`status` has the whole view). */
   async #onionSummary() {
     try {
-      const st = await this.#coordinator.status();
-      return st.self ? onionView(st.self.onion) : null;
+      const st = await this.#coordinator.status(2_000);
+      if (!st.self) return null;
+      const o = st.self.onion;
+      return {
+        announced: o.announced,
+        stored_at: o.announceNodes.filter((n) => n.stored).length,
+        nodes: o.announceNodes.length,
+        paths: o.paths.length,
+        bootstrap_nodes: o.bootstrapNodes,
+      };
     } catch {
       return null; // `self` answers from what the daemon knows even if the coordinator is slow
     }

@@ -25,7 +25,7 @@ import {
   type OnionFriendView,
   type OnionView,
 } from "./onion/onion_client.ts";
-import { encodeFriendRequest, ONION_CLIENT_MAX_DATA_SIZE } from "./onion/packets.ts";
+import { encodeFriendRequest, MAX_FRIEND_REQUEST_DATA_SIZE } from "./onion/packets.ts";
 import {
   type DhtKeySource,
   type FriendConnectionConfig,
@@ -191,8 +191,6 @@ interface OutgoingRequest {
   timeoutMs: number;
 }
 
-/** MAX_FRIEND_REQUEST_DATA_SIZE: what fits after the id and nospam in onion data. */
-const MAX_FRIEND_REQUEST_DATA_SIZE = ONION_CLIENT_MAX_DATA_SIZE - 1 - 4;
 /** FRIENDREQUEST_TIMEOUT (s). */
 const FRIEND_REQUEST_TIMEOUT_MS = 5_000;
 /** MAX_RECEIVED_STORED: requesters remembered so a repeated request is reported once. */

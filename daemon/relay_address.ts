@@ -85,7 +85,8 @@ export function parseNodesJson(text: string): RelayAddress[] {
 
 /**
  * Every (address, UDP port) of a nodes.json text: the DHT side of each node, what the onion
- * routes through. Nodes without a "port" are skipped (TCP-only entries).
+ * routes through. Nodes without a "port" are skipped (TCP-only entries), and so are host
+ * names: an onion layer carries an IP address.
  */
 export function parseNodesJsonUdp(text: string): RelayAddress[] {
   let doc: unknown;
@@ -106,7 +107,8 @@ export function parseNodesJsonUdp(text: string): RelayAddress[] {
     for (const field of ["ipv4", "ipv6"]) {
       const host = node[field];
       if (typeof host !== "string" || host === "" || host === "-" || host === "NONE") continue;
-      out.push({ host: checkHost(host, what), port, publicKey });
+      const checked = checkHost(host, what);
+      if (parseIpLiteral(checked) !== null) out.push({ host: checked, port, publicKey });
     }
   });
   return out;

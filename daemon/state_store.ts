@@ -19,6 +19,7 @@
  * either the old file or the new one, never a torn one.
  */
 import { toHex } from "./crypto.ts";
+import { MAX_FRIEND_REQUEST_DATA_SIZE } from "./onion/packets.ts";
 import { MAX_NAME_LENGTH, MAX_STATUSMESSAGE_LENGTH } from "./messenger.ts";
 import { formatRelayAddress, parseRelaySpec, type RelayAddress } from "./relay_address.ts";
 import { joinPath, syncDirectory, writeNewPrivateFile } from "./private_file.ts";
@@ -42,6 +43,8 @@ export interface SavedFriend {
   addedAt: number;
   /** Our friend request, until the friend has been online once. */
   request?: SavedRequestOut;
+  /** Unix ms when the friend last came online (a friend, then: no request to it any more). */
+  lastOnlineAt?: number;
 }
 
 export interface SavedRequestOut {
@@ -60,8 +63,7 @@ export interface SavedRequestIn {
 
 /** Unanswered requests kept; the oldest goes first (a flood must not grow the file). */
 export const MAX_SAVED_REQUESTS = 256;
-/** MAX_FRIEND_REQUEST_DATA_SIZE (onion data 1021 − id − nospam). */
-const MAX_REQUEST_BYTES = 1016;
+const MAX_REQUEST_BYTES = MAX_FRIEND_REQUEST_DATA_SIZE;
 
 export interface SavedState {
   profile: SavedProfile;
@@ -164,7 +166,14 @@ function fromDocument(doc: unknown): SavedState {
   const seen = new Map<string, number>();
   const friends = array(top.friends, "friends").map((v, i): SavedFriend => {
     const at = `friends[${i}]`;
-    const f = object(v, at, ["public_key", "dht_public_key", "relays", "added_at", "request"]);
+    const f = object(v, at, [
+      "public_key",
+      "dht_public_key",
+      "relays",
+      "added_at",
+      "request",
+      "last_online_at",
+    ]);
     const publicKey = key(f.public_key, `${at}.public_key`);
     const first = seen.get(publicKey);
     if (first !== undefined) {
@@ -182,6 +191,13 @@ function fromDocument(doc: unknown): SavedState {
     };
     if (f.dht_public_key !== undefined) {
       friend.dhtPublicKey = key(f.dht_public_key, `${at}.dht_public_key`);
+    }
+    if (f.last_online_at !== undefined) {
+      const t = f.last_online_at;
+      if (typeof t !== "number" || !Number.isSafeInteger(t) || t < 0) {
+        throw new Invalid(`${at}.last_online_at is not a non-negative integer (unix milliseconds)`);
+      }
+      friend.lastOnlineAt = t;
     }
     if (f.request !== undefined) {
       const r = object(f.request, `${at}.request`, ["nospam", "message"]);
@@ -229,6 +245,7 @@ function toDocument(state: SavedState): unknown {
       ...(f.request === undefined
         ? {}
         : { request: { nospam: lower(f.request.nospam), message: f.request.message } }),
+      ...(f.lastOnlineAt === undefined ? {} : { last_online_at: f.lastOnlineAt }),
     })),
     ...(state.requests.length === 0 ? {} : {
       requests: state.requests.map((r) => ({
@@ -238,6 +255,34 @@ function toDocument(state: SavedState): unknown {
       })),
     }),
   };
+}
+
+// ---- friend requests to us ------------------------------------------------------------------
+
+export type ReceivedRequest =
+  | { readonly outcome: "saved"; readonly dropped: string | null }
+  /** Already waiting for an answer, or from a friend: nothing to save or report. */
+  | { readonly outcome: "known" | "friend" };
+
+/**
+ * A friend request arrived: keep it (in `draft`) unless it is from a friend or already
+ * waiting. The newest MAX_SAVED_REQUESTS are kept; `dropped` names the one that made room.
+ */
+export function receiveRequest(draft: SavedState, r: SavedRequestIn): ReceivedRequest {
+  if (draft.friends.some((f) => f.publicKey === r.publicKey)) return { outcome: "friend" };
+  if (draft.requests.some((q) => q.publicKey === r.publicKey)) return { outcome: "known" };
+  draft.requests.push({ ...r });
+  const dropped = draft.requests.length > MAX_SAVED_REQUESTS
+    ? draft.requests.shift()!.publicKey
+    : null;
+  return { outcome: "saved", dropped };
+}
+
+/** A request answered (accepted or refused) leaves the list; false if there was none. */
+export function answerRequest(draft: SavedState, publicKey: string): boolean {
+  const n = draft.requests.length;
+  draft.requests = draft.requests.filter((q) => q.publicKey !== publicKey);
+  return draft.requests.length < n;
 }
 
 /**

@@ -569,3 +569,19 @@ Deno.test("flags: --capture, --keylog and --capture-secrets are flags only, chec
     /unknown setting "capture"/,
   );
 });
+
+Deno.test("--bootstrap and config bootstrap need an IP address: onion layers carry no names", () => {
+  assertConfigError(
+    () => parseFlags(["--bootstrap", `tox.example.org:33445:${PK_A}`]),
+    "--bootstrap",
+    "needs an IP address",
+  );
+  assertConfigError(
+    () => parseConfigFile(JSON.stringify({ bootstrap: [`node.lan:1:${PK_A}`] }), CONFIG_PATH),
+    "bootstrap[0]",
+    "needs an IP address",
+  );
+  assert.deepEqual(parseFlags(["--bootstrap", `[::1]:33445:${PK_A}`]).bootstrap, [
+    relay("::1", 33445, PK_A),
+  ]);
+});

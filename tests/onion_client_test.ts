@@ -89,6 +89,7 @@ Deno.test("announce: the first relay up starts it; a fresh ping id is echoed at 
     announced: true,
     storedAt: 1,
     nodes: 1,
+    sinceRelayUpMs: 0,
   }]);
   assert.equal(node.entries.get(a.realHex)?.dataKey.length, 32);
   assert.ok(bytesEqual(node.entries.get(a.realHex)!.dataKey, a.onion.dataPublicKey));

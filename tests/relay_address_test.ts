@@ -1,6 +1,11 @@
 /** Relay addresses as users write them: HOST:PORT:PUBKEY and the community nodes.json. */
 import assert from "node:assert/strict";
-import { formatRelayAddress, parseNodesJson, parseRelaySpec } from "../daemon/relay_address.ts";
+import {
+  formatRelayAddress,
+  parseNodesJson,
+  parseNodesJsonUdp,
+  parseRelaySpec,
+} from "../daemon/relay_address.ts";
 
 const PK = "6BBF183586E9645F7AB2C73D6DCAF1456D1AB1DA1AFB8C077FB2A7176FA7F865";
 
@@ -68,5 +73,28 @@ Deno.test("nodes.json: not JSON, no nodes array, bad key or port are clear error
   assert.throws(
     () => parseNodesJson(JSON.stringify({ nodes: [7] })),
     /nodes\[0\] is not an object/,
+  );
+});
+
+Deno.test("nodes.json UDP side: (address, port) per node for the onion; names and TCP-only nodes skipped", () => {
+  const key = "A".repeat(64);
+  const text = JSON.stringify({
+    nodes: [
+      { ipv4: "192.0.2.1", ipv6: "2001:db8::1", port: 33445, tcp_ports: [443], public_key: key },
+      { ipv4: "tox.example.org", ipv6: "-", port: 33445, tcp_ports: [3389], public_key: key },
+      { ipv4: "192.0.2.2", ipv6: "NONE", tcp_ports: [443], public_key: key },
+    ],
+  });
+  assert.deepEqual(parseNodesJsonUdp(text), [
+    { host: "192.0.2.1", port: 33445, publicKey: key.toLowerCase() },
+    { host: "2001:db8::1", port: 33445, publicKey: key.toLowerCase() },
+  ]);
+  assert.throws(() => parseNodesJsonUdp("{}"), /no "nodes" array/);
+  assert.throws(
+    () =>
+      parseNodesJsonUdp(
+        JSON.stringify({ nodes: [{ ipv4: "192.0.2.1", port: 0, public_key: key }] }),
+      ),
+    /port/,
   );
 });

@@ -1,10 +1,13 @@
 /** state.json: the exact format, strict loading, atomic saves, and the coalescing StateStore. */
 import assert from "node:assert/strict";
 import {
+  answerRequest,
   decodeState,
   emptyState,
   encodeState,
   loadState,
+  MAX_SAVED_REQUESTS,
+  receiveRequest,
   type SavedState,
   saveState,
   StateError,
@@ -398,4 +401,37 @@ Deno.test("bad friend requests in a state file are refused with the field named"
     (d) => (d.requests = [{ public_key: PK_A, text: "a", received_at: 1, extra: 1 }]),
     /unexpected field/,
   );
+});
+
+Deno.test("requests to us: saved once, not from a friend, the newest 256 kept; answered ones leave", () => {
+  const s = sample();
+  const at = (i: number) => ({
+    publicKey: i.toString(16).padStart(64, "0"),
+    text: `#${i}`,
+    receivedAt: i,
+  });
+  assert.deepEqual(receiveRequest(s, at(1)), { outcome: "saved", dropped: null });
+  assert.deepEqual(receiveRequest(s, { ...at(1), text: "again" }), { outcome: "known" });
+  assert.equal(s.requests[0].text, "#1", "a repeat changes nothing");
+  assert.deepEqual(receiveRequest(s, { publicKey: PK_B, text: "hi", receivedAt: 5 }), {
+    outcome: "friend",
+  });
+  for (let i = 2; i <= MAX_SAVED_REQUESTS; i++) receiveRequest(s, at(i));
+  assert.equal(s.requests.length, MAX_SAVED_REQUESTS);
+  assert.deepEqual(receiveRequest(s, at(1000)), { outcome: "saved", dropped: at(1).publicKey });
+  assert.equal(s.requests.length, MAX_SAVED_REQUESTS);
+  assert.equal(s.requests.at(-1)!.text, "#1000");
+  assert.equal(answerRequest(s, at(2).publicKey), true);
+  assert.equal(answerRequest(s, at(2).publicKey), false, "only once");
+  assert.equal(s.requests.length, MAX_SAVED_REQUESTS - 1);
+  // And the whole list survives the file.
+  assert.deepEqual(decodeState(encodeState(s)), s);
+});
+
+Deno.test("last_online_at: a friend that has been online is saved as such", () => {
+  const s = sample();
+  s.friends[0].lastOnlineAt = 1_790_000_000_000;
+  const text = encodeState(s);
+  assert.match(text, /"last_online_at": 1790000000000/);
+  assert.deepEqual(decodeState(text), s);
 });

@@ -28,17 +28,20 @@ interface Timing {
   readonly announcedMs?: number;
 }
 
-/** ms from the first relay_state confirmed to onion_announced, for one of ours. */
+/**
+ * ms from the first relay up to stored at an announce node, for one of ours, as the
+ * coordinator timed it (the main thread may be busy spawning a C peer meanwhile).
+ */
 function watchAnnounce(ep: FriendEndpoint): () => number | undefined {
-  let up: number | undefined;
-  let announced: number | undefined;
+  let ms: number | undefined;
   ep.subscribe((evs) => {
     for (const e of evs) {
-      if (e.type === "relay_state" && e.state === "confirmed") up ??= performance.now();
-      if (e.type === "onion_announced" && e.announced) announced ??= performance.now();
+      if (e.type === "onion_announced" && e.announced && e.sinceRelayUpMs !== null) {
+        ms ??= e.sinceRelayUpMs;
+      }
     }
   });
-  return () => (up !== undefined && announced !== undefined ? announced - up : undefined);
+  return () => ms;
 }
 
 async function oursOurs(relay: Bootstrapd, request: boolean): Promise<Timing> {

@@ -386,7 +386,8 @@ commands:
   self | status | relays | friends     show them
   relay add HOST:PORT:PUBKEY           use a relay
   relay remove PUBKEY                  stop using a relay
-  friend add TOXID MESSAGE...          send a friend request (found through the onion)
+  friend add TOXID MESSAGE...          send a friend request (found through the onion; a
+                                       message starting with '-' goes after '--')
   friend add PK|TOXID [--dht HEX] [--relay HOST:PORT:PUBKEY]...
                                        add without a request (they added us, or will)
   friend remove PK
@@ -899,8 +900,10 @@ function showRequests(result: unknown): string {
 function onionLine(v: unknown): string {
   if (v === null || v === undefined) return "-";
   const o = asObject(v);
-  const nodes = Array.isArray(o.announce_nodes) ? o.announce_nodes.length : 0;
-  const paths = Array.isArray(o.paths) ? o.paths.length : 0;
+  // `self` gives counts, `status` the lists.
+  const count = (v: unknown) => (Array.isArray(v) ? v.length : typeof v === "number" ? v : 0);
+  const nodes = count(o.announce_nodes ?? o.nodes);
+  const paths = count(o.paths);
   const where = `stored at ${text(o.stored_at)} of ${nodes} nodes, ${paths} paths, ` +
     `${text(o.bootstrap_nodes)} bootstrap nodes`;
   return `${o.announced === true ? "announced" : "not announced"} (${where})`;

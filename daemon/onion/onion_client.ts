@@ -133,6 +133,8 @@ export type OnionEvent =
     readonly announced: boolean;
     readonly storedAt: number;
     readonly nodes: number;
+    /** ms since a relay came up with none up before (the onion's "start"), when announced. */
+    readonly sinceRelayUpMs: number | null;
   }
   /** A friend's announcement was found: we can send it onion data now. */
   | { readonly type: "onion_friend_found"; readonly friend: string; readonly nodes: number };
@@ -327,6 +329,9 @@ export class OnionClient {
   #lastDhtPkNoReplay = 0n;
   #deadline = Infinity;
   #relaysCache: readonly RelayAddress[] | null = null;
+  /** When a relay came up while none was; whether one was up at the last run. */
+  #relayUpAt = NaN;
+  #anyRelay = false;
   #relaysAt = NaN;
   #now: number;
   #counters = { requestsSent: 0, responses: 0, dataReceived: 0, dropped: 0 };
@@ -430,6 +435,7 @@ export class OnionClient {
   /** A relay came up: build paths through it at once. */
   relayUp(now: number): void {
     this.#relaysCache = null;
+    if (!this.#anyRelay) this.#relayUpAt = now;
     this.#run(now);
   }
 
@@ -553,7 +559,8 @@ export class OnionClient {
     this.#now = now;
     this.#expireSendbacks(now);
     let next = Infinity;
-    if (this.#relays().length > 0) {
+    this.#anyRelay = this.#relays().length > 0;
+    if (this.#anyRelay) {
       next = Math.min(next, this.#doAnnounce(now));
       for (const f of this.#friends.values()) {
         if (!f.online) next = Math.min(next, this.#doFriend(f, now));
@@ -713,6 +720,9 @@ export class OnionClient {
         announced,
         storedAt: stored,
         nodes: live.length,
+        sinceRelayUpMs: announced && Number.isFinite(this.#relayUpAt)
+          ? Math.round(now - this.#relayUpAt)
+          : null,
       });
       // Friends may have announced while we could not be found: look again now.
       if (announced) { for (const f of this.#friends.values()) this.#refreshSearch(f); }

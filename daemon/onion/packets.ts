@@ -72,6 +72,14 @@ export const ONION_DATA_MAX_ACCEPTED = MAX_DATA_REQUEST_SIZE - ONION_DATA_RESPON
 
 export const DHTPK_DATA_MIN_LENGTH = 1 + 8 + PUBLIC_KEY_SIZE;
 
+/** MAX_FRIEND_REQUEST_DATA_SIZE: a request's message after its id and nospam (1016). */
+export const MAX_FRIEND_REQUEST_DATA_SIZE = ONION_CLIENT_MAX_DATA_SIZE - 1 - 4;
+/**
+ * The longest request message a c-toxcore 0.2.18 peer receives (943): its onion data limit
+ * (ONION_DATA_MAX_ACCEPTED) minus the id and nospam. Longer ones are dropped without a word.
+ */
+export const MAX_FRIEND_REQUEST_DELIVERED = ONION_DATA_MAX_ACCEPTED - 1 - 4;
+
 /** A UDP address inside an onion layer (IP literal only: a layer cannot carry a name). */
 export interface IpPort {
   readonly host: string;

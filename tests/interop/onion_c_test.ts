@@ -163,6 +163,13 @@ interopTest(
       assert.equal((await daemon.kill("SIGTERM")).code, 0);
       const after = JSON.parse(await Deno.readTextFile(`${dir}/data/state.json`));
       assert.equal(after.friends[0].request, undefined);
+      assert.equal(typeof after.friends[0].last_online_at, "number");
+      // A friend that has been online needs no request, also after a restart.
+      await using again = await DaemonProcess.start(opts);
+      const re = await ctl(socket, "friend", "add", c.address, "hi", "again");
+      assert.equal(re.code, 1);
+      assert.match(re.stderr, /already a friend/);
+      assert.equal((await again.kill("SIGTERM")).code, 0);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
