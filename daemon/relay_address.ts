@@ -55,8 +55,11 @@ export function formatRelayAddress(r: RelayAddress): string {
   return r.host.includes(":") ? `[${r.host}]:${r.port}` : `${r.host}:${r.port}`;
 }
 
-/** Every (address, TCP port) of every node in a nodes.json text. */
-export function parseNodesJson(text: string): RelayAddress[] {
+/**
+ * Each node object of a nodes.json text with its name for errors and its addresses (the
+ * community list writes "-" or "NONE" for a missing address family).
+ */
+function nodesOf(text: string): { node: Record<string, unknown>; what: string; hosts: string[] }[] {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -65,21 +68,29 @@ export function parseNodesJson(text: string): RelayAddress[] {
   }
   const nodes = (doc as { nodes?: unknown })?.nodes;
   if (!Array.isArray(nodes)) throw new TypeError(`nodes file has no "nodes" array`);
-  const out: RelayAddress[] = [];
-  nodes.forEach((node: Record<string, unknown>, i) => {
+  return nodes.map((node: Record<string, unknown>, i) => {
     const what = `nodes[${i}]`;
     if (node === null || typeof node !== "object") throw new TypeError(`${what} is not an object`);
-    const publicKey = checkKey(node.public_key, what);
-    const ports = Array.isArray(node.tcp_ports) ? node.tcp_ports : [];
+    const hosts: string[] = [];
     for (const field of ["ipv4", "ipv6"]) {
       const host = node[field];
-      // The community list writes "-" (or "NONE") for a missing address family.
       if (typeof host !== "string" || host === "" || host === "-" || host === "NONE") continue;
-      for (const p of ports) {
-        out.push({ host: checkHost(host, what), port: checkPort(p, what), publicKey });
-      }
+      hosts.push(checkHost(host, what));
     }
+    return { node, what, hosts };
   });
+}
+
+/** Every (address, TCP port) of every node in a nodes.json text. */
+export function parseNodesJson(text: string): RelayAddress[] {
+  const out: RelayAddress[] = [];
+  for (const { node, what, hosts } of nodesOf(text)) {
+    const publicKey = checkKey(node.public_key, what);
+    const ports = Array.isArray(node.tcp_ports) ? node.tcp_ports : [];
+    for (const host of hosts) {
+      for (const p of ports) out.push({ host, port: checkPort(p, what), publicKey });
+    }
+  }
   return out;
 }
 
@@ -89,27 +100,14 @@ export function parseNodesJson(text: string): RelayAddress[] {
  * names: an onion layer carries an IP address.
  */
 export function parseNodesJsonUdp(text: string): RelayAddress[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw new TypeError(`nodes file is not JSON: ${(e as Error).message}`);
-  }
-  const nodes = (doc as { nodes?: unknown })?.nodes;
-  if (!Array.isArray(nodes)) throw new TypeError(`nodes file has no "nodes" array`);
   const out: RelayAddress[] = [];
-  nodes.forEach((node: Record<string, unknown>, i) => {
-    const what = `nodes[${i}]`;
-    if (node === null || typeof node !== "object") throw new TypeError(`${what} is not an object`);
-    if (node.port === undefined || node.port === null) return;
+  for (const { node, what, hosts } of nodesOf(text)) {
+    if (node.port === undefined || node.port === null) continue;
     const publicKey = checkKey(node.public_key, what);
     const port = checkPort(node.port, what);
-    for (const field of ["ipv4", "ipv6"]) {
-      const host = node[field];
-      if (typeof host !== "string" || host === "" || host === "-" || host === "NONE") continue;
-      const checked = checkHost(host, what);
-      if (parseIpLiteral(checked) !== null) out.push({ host: checked, port, publicKey });
+    for (const host of hosts) {
+      if (parseIpLiteral(host) !== null) out.push({ host, port, publicKey });
     }
-  });
+  }
   return out;
 }

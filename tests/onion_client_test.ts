@@ -62,6 +62,18 @@ class Peer {
   }
 }
 
+/** Alice and Bob, each the other's friend, both with their relay up at 0. */
+function friendsOnNode() {
+  const node = new LoneNode(() => 0);
+  const a = new Peer(1, node, 0);
+  const b = new Peer(2, node, 0);
+  a.onion.addFriend(b.real.publicKey, 0);
+  b.onion.addFriend(a.real.publicKey, 0);
+  a.onion.relayUp(0);
+  b.onion.relayUp(0);
+  return { node, a, b };
+}
+
 /** Virtual time: run every peer's deadlines and deliveries until `until`. */
 function run(peers: Peer[], from: number, until: number): number {
   let now = from;
@@ -133,13 +145,7 @@ Deno.test("announce: stable after 90 s re-announces every 120 s, always before t
 });
 
 Deno.test("search: friends find each other's data key and swap DHT keys and relays (DHT-PK)", () => {
-  const node = new LoneNode(() => 0);
-  const a = new Peer(1, node, 0);
-  const b = new Peer(2, node, 0);
-  a.onion.addFriend(b.real.publicKey, 0);
-  b.onion.addFriend(a.real.publicKey, 0);
-  a.onion.relayUp(0);
-  b.onion.relayUp(0);
+  const { node, a, b } = friendsOnNode();
   const end = run([a, b], 0, 5_000);
   const got = a.of("onion_dht_pk");
   assert.equal(got.length, 1, "one DHT-PK from b (later copies are replays)");
@@ -193,13 +199,7 @@ Deno.test("onion data: nothing goes before the friend is found; then one copy pe
 });
 
 Deno.test("DHT-PK: a replayed announcement is refused; after going offline a friend's counter resets", () => {
-  const node = new LoneNode(() => 0);
-  const a = new Peer(1, node, 0);
-  const b = new Peer(2, node, 0);
-  a.onion.addFriend(b.real.publicKey, 0);
-  b.onion.addFriend(a.real.publicKey, 0);
-  a.onion.relayUp(0);
-  b.onion.relayUp(0);
+  const { node, a, b } = friendsOnNode();
   // Capture what the node forwards to a, to replay it.
   const seen: Uint8Array[] = [];
   const orig = a.onion.handleResponse.bind(a.onion);
@@ -217,13 +217,7 @@ Deno.test("DHT-PK: a replayed announcement is refused; after going offline a fri
 });
 
 Deno.test("DHT-PK goes every 30 s, every 2 s while our request is unanswered, never once online", () => {
-  const node = new LoneNode(() => 0);
-  const a = new Peer(1, node, 0);
-  const b = new Peer(2, node, 0);
-  a.onion.addFriend(b.real.publicKey, 0);
-  b.onion.addFriend(a.real.publicKey, 0);
-  a.onion.relayUp(0);
-  b.onion.relayUp(0);
+  const { a, b } = friendsOnNode();
   run([a, b], 0, 100_000);
   const slow = b.of("onion_dht_pk").length;
   assert.ok(slow >= 3 && slow <= 5, `every 30 s: ${slow} in 100 s`);

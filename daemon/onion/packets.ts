@@ -122,6 +122,38 @@ export function isIpLiteral(host: string): boolean {
   return parseIpLiteral(host) !== null;
 }
 
+/**
+ * crypto_box_open between `theirPublicKey` and `ourSecretKey`: the plaintext and the shared
+ * key, or why not (`what` names the box in the error).
+ */
+function openBetween(
+  theirPublicKey: Uint8Array,
+  ourSecretKey: Uint8Array,
+  nonce: Uint8Array,
+  box: Uint8Array,
+  what: string,
+): Decoded<{ readonly plain: Uint8Array; readonly shared: Uint8Array }> {
+  let shared: Uint8Array;
+  try {
+    shared = precompute(theirPublicKey, ourSecretKey);
+  } catch {
+    return codecError("malformed", `${what}: the other key is of low order`);
+  }
+  const plain = open(shared, nonce, box);
+  if (plain === null) return codecError("bad_mac", `${what}: MAC failed`);
+  return decoded({ plain, shared });
+}
+
+/** The `id ‖ nonce ‖ public key ‖ box` layout of 0x83 and 0x86 (views, and a copied key). */
+function idNonceKeyBox(packet: Uint8Array) {
+  const keyAt = 1 + NONCE_SIZE;
+  return {
+    nonce: packet.subarray(1, keyAt),
+    publicKey: packet.slice(keyAt, keyAt + PUBLIC_KEY_SIZE),
+    box: packet.subarray(keyAt + PUBLIC_KEY_SIZE),
+  };
+}
+
 // ---- paths and the TCP onion request ---------------------------------------------------------
 
 /** The two UDP hops after our relay, with the one-off keys we use towards each. */
@@ -218,14 +250,9 @@ export function openOnionLayer(
   box: Uint8Array,
   nodeSecretKey: Uint8Array,
 ): Decoded<{ readonly next: IpPort; readonly rest: Uint8Array }> {
-  let shared: Uint8Array;
-  try {
-    shared = precompute(tmpPublicKey, nodeSecretKey);
-  } catch {
-    return codecError("malformed", "onion layer: the one-off key is of low order");
-  }
-  const plain = open(shared, nonce, box);
-  if (plain === null) return codecError("bad_mac", "onion layer: MAC failed");
+  const o = openBetween(tmpPublicKey, nodeSecretKey, nonce, box, "onion layer");
+  if (!o.ok) return o;
+  const plain = o.value.plain;
   if (plain.length <= SIZE_IPPORT) return codecError("too_short", "onion layer: nothing inside");
   const next = decodeIpPort(plain);
   if (!next.ok) return next;
@@ -288,16 +315,10 @@ export function decodeAnnounceRequest(
   if (packet[0] !== NET_PACKET_ANNOUNCE_REQUEST) {
     return codecError("unknown_id", `announce request: id ${packet[0]}`);
   }
-  const nonce = packet.subarray(1, 1 + NONCE_SIZE);
-  const requesterPublicKey = packet.slice(1 + NONCE_SIZE, 1 + NONCE_SIZE + PUBLIC_KEY_SIZE);
-  let shared: Uint8Array;
-  try {
-    shared = precompute(requesterPublicKey, nodeSecretKey);
-  } catch {
-    return codecError("malformed", "announce request: requester key of low order");
-  }
-  const plain = open(shared, nonce, packet.subarray(1 + NONCE_SIZE + PUBLIC_KEY_SIZE));
-  if (plain === null) return codecError("bad_mac", "announce request: MAC failed");
+  const { nonce, publicKey: requesterPublicKey, box } = idNonceKeyBox(packet);
+  const o = openBetween(requesterPublicKey, nodeSecretKey, nonce, box, "announce request");
+  if (!o.ok) return o;
+  const { plain, shared } = o.value;
   return decoded({
     requesterPublicKey,
     pingId: plain.slice(0, 32),
@@ -465,26 +486,15 @@ export function openDataResponse(
   if (packet[0] !== NET_PACKET_ONION_DATA_RESPONSE) {
     return codecError("unknown_id", `data response: id ${packet[0]}`);
   }
-  const nonce = packet.subarray(1, 1 + NONCE_SIZE);
-  const ePk = packet.subarray(1 + NONCE_SIZE, 1 + NONCE_SIZE + PUBLIC_KEY_SIZE);
-  let outerKey: Uint8Array;
-  try {
-    outerKey = precompute(ePk, ourDataSecretKey);
-  } catch {
-    return codecError("malformed", "data response: one-off key of low order");
-  }
-  const inner = open(outerKey, nonce, packet.subarray(1 + NONCE_SIZE + PUBLIC_KEY_SIZE));
-  if (inner === null) return codecError("bad_mac", "data response: outer MAC failed");
+  const { nonce, publicKey: ePk, box } = idNonceKeyBox(packet);
+  const outer = openBetween(ePk, ourDataSecretKey, nonce, box, "data response (outer box)");
+  if (!outer.ok) return outer;
+  const inner = outer.value.plain;
   const sender = inner.slice(0, PUBLIC_KEY_SIZE);
-  let innerKey: Uint8Array;
-  try {
-    innerKey = precompute(sender, ourRealSecretKey);
-  } catch {
-    return codecError("malformed", "data response: sender key of low order");
-  }
-  const payload = open(innerKey, nonce, inner.subarray(PUBLIC_KEY_SIZE));
-  if (payload === null) return codecError("bad_mac", "data response: inner MAC failed");
-  return decoded({ sender, payload });
+  const innerBox = inner.subarray(PUBLIC_KEY_SIZE);
+  const r = openBetween(sender, ourRealSecretKey, nonce, innerBox, "data response (inner box)");
+  if (!r.ok) return r;
+  return decoded({ sender, payload: r.value.plain });
 }
 
 // ---- onion data payloads ---------------------------------------------------------------------

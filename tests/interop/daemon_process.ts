@@ -98,6 +98,13 @@ export class DaemonProcess {
   }
 }
 
+/** A fresh temp dir only we may enter (the daemon refuses a socket dir open to others). */
+export async function privateDir(prefix = "toxtcp-daemon-test-"): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
+  await Deno.chmod(dir, 0o700);
+  return dir;
+}
+
 /** Run `deno run tools/ctl.ts --socket S …args`: exit code, stdout, stderr. */
 export async function ctl(
   socket: string,

@@ -7,7 +7,15 @@ import { newKeyPair, toHex } from "../../daemon/crypto.ts";
 import { toxId } from "../../daemon/identity.ts";
 import { ControlClient } from "../../tools/ctl.ts";
 import { interopTest, startBootstrapd } from "./harness.ts";
-import { ctl, ctlJson, daemonOnce, DaemonProcess, nextEvent, spec } from "./daemon_process.ts";
+import {
+  ctl,
+  ctlJson,
+  daemonOnce,
+  DaemonProcess,
+  nextEvent,
+  privateDir,
+  spec,
+} from "./daemon_process.ts";
 
 interface Self {
   address: string;
@@ -17,12 +25,6 @@ interface Self {
 }
 
 const modeOf = async (path: string) => ((await Deno.stat(path)).mode ?? 0) & 0o777;
-
-async function privateDir(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "toxtcp-daemon-test-" });
-  await Deno.chmod(dir, 0o700);
-  return dir;
-}
 
 interopTest(
   "daemon: private files and socket, identity survives restarts, friends survive SIGKILL",

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ControlClient } from "../../tools/ctl.ts";
 import { interopTest, startBootstrapd } from "./harness.ts";
-import { ctl, ctlJson, DaemonProcess, nextEvent, spec } from "./daemon_process.ts";
+import { ctl, ctlJson, DaemonProcess, nextEvent, privateDir, spec } from "./daemon_process.ts";
 import { startToxPeer } from "./tox_peer.ts";
 
 interface Self {
@@ -31,12 +31,6 @@ async function untilAnnounced(socket: string, ms = 10_000): Promise<Self> {
     if (Date.now() > end) throw new Error(`not announced within ${ms} ms: ${JSON.stringify(me)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function privateDir(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "toxtcp-onion-test-" });
-  await Deno.chmod(dir, 0o700);
-  return dir;
 }
 
 interopTest(

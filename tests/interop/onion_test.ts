@@ -16,6 +16,13 @@ const is =
     e: CoordinatorEvent,
   ): e is Of<T> => e.type === type && pred(e as Of<T>);
 
+/** Both see the other online (bounded). */
+const bothOnline = (a: FriendEndpoint, b: FriendEndpoint, signal: AbortSignal) =>
+  Promise.all([
+    a.waitFor("a sees b", is("friend_online", (e) => e.friend === b.realHex), 15_000, signal),
+    b.waitFor("b sees a", is("friend_online", (e) => e.friend === a.realHex), 15_000, signal),
+  ]);
+
 interopTest("onion: two of ours, given only each other's key, find each other and talk", [
   "tox-bootstrapd",
 ], async (_t, signal) => {
@@ -33,20 +40,7 @@ interopTest("onion: two of ours, given only each other's key, find each other an
       15_000,
       signal,
     );
-    const online = Promise.all([
-      a.waitFor(
-        "alice sees bob",
-        is("friend_online", (e) => e.friend === b.realHex),
-        15_000,
-        signal,
-      ),
-      b.waitFor(
-        "bob sees alice",
-        is("friend_online", (e) => e.friend === a.realHex),
-        15_000,
-        signal,
-      ),
-    ]);
+    const online = bothOnline(a, b, signal);
     a.handle.addFriend(b.real.publicKey);
     b.handle.addFriend(a.real.publicKey);
     await announced;
@@ -111,20 +105,7 @@ interopTest("onion: a friend request between two of ours, accepted, and a wrong 
     assert.equal(req.text, "hi bob, it's alice ✓");
     await malloryTried;
 
-    const online = Promise.all([
-      a.waitFor(
-        "alice sees bob",
-        is("friend_online", (e) => e.friend === b.realHex),
-        15_000,
-        signal,
-      ),
-      b.waitFor(
-        "bob sees alice",
-        is("friend_online", (e) => e.friend === a.realHex),
-        15_000,
-        signal,
-      ),
-    ]);
+    const online = bothOnline(a, b, signal);
     b.handle.addFriend(a.real.publicKey); // accept
     await online;
     const st = await a.status();
