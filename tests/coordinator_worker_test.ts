@@ -8,6 +8,7 @@ import { newKeyPair } from "../daemon/crypto.ts";
 import { CoordinatorRuntime, type RelayPort } from "../workers/coordinator_runtime.ts";
 import type { CoordinatorEvent, FromCoordinator, RelayWorkerEvent } from "../workers/messages.ts";
 import { seededRandom } from "./support/fake_relay.ts";
+import { LoneNode } from "./support/onion_node.ts";
 
 const RELAY = { host: "127.0.0.1", port: 9, publicKey: "ab".repeat(32) };
 
@@ -217,6 +218,48 @@ Deno.test("coordinator runtime: after a suspend (wall clock jumps past the monot
     wall += 3_600_000;
     rt.command({ t: "status", id: 2 });
     assert.deepEqual(ports[0].log, ["send 1", "send 1"], "announced again at once");
+  } finally {
+    await rt.close();
+  }
+});
+
+Deno.test("coordinator runtime: what Messenger sends in answer to a packet it consumed goes out at once", async () => {
+  // The relay is a lone onion node: the answer to our first announce carries a ping id, and
+  // the announce echoing it must reach the relay port in the same turn, not at the next event.
+  const node = new LoneNode(() => 0, { port: 9 });
+  const ports: FakePort[] = [];
+  const items: Uint8Array[] = [];
+  const rt = new CoordinatorRuntime(
+    { t: "init", self: newKeyPair(), real: newKeyPair(), config: { statsIntervalMs: 3_600_000 } },
+    () => {},
+    {
+      clock: () => 0,
+      random: seededRandom(5),
+      spawn: (_opts, onEvents) => {
+        const p = new FakePort(onEvents);
+        const send = p.send.bind(p);
+        p.send = (batch: readonly unknown[]) => {
+          for (const it of batch as { kind: string; data: Uint8Array }[]) {
+            if (it.kind === "onion") items.push(it.data);
+          }
+          send(batch);
+        };
+        ports.push(p);
+        return p;
+      },
+    },
+  );
+  try {
+    rt.command({ t: "relay_add", relay: node.relay });
+    ports[0].emit([{ type: "confirmed", handshakeMs: 1 }]);
+    assert.equal(items.length, 1);
+    node.onionRequest("us", items[0]);
+    const [answer] = node.take("us");
+    ports[0].emit([{ type: "onion", data: answer }]);
+    assert.equal(items.length, 2, "the echo left in the same turn as the answer came in");
+    node.onionRequest("us", items[1]);
+    ports[0].emit([{ type: "onion", data: node.take("us")[0] }]);
+    assert.equal(rt.status().self!.onion.announced, true);
   } finally {
     await rt.close();
   }

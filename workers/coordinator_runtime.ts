@@ -400,14 +400,17 @@ export class CoordinatorRuntime {
     for (let round = 0; round < 64; round++) {
       const actions = this.#core.takeActions();
       for (const a of actions) this.#act(a);
-      let events: CoordinatorEvent[] = this.#core.takeEvents();
+      const raw = this.#core.takeEvents();
+      let events: CoordinatorEvent[] = raw;
       if (m !== null) {
-        events = m.tcpEvents(events as ReturnType<TcpConnections["takeEvents"]>, this.#clock());
+        events = m.tcpEvents(raw, this.#clock());
         const mine = m.takeEvents();
         if (mine.length > 0) events = events.concat(mine);
       }
       if (events.length > 0) this.#push(...events);
-      if (actions.length === 0 && events.length === 0) break;
+      // Quiet only when the core had nothing either: an event Messenger consumed (a net_crypto
+      // or onion packet) may have queued sends, which the next round hands to the relays.
+      if (actions.length === 0 && raw.length === 0 && events.length === 0) break;
     }
     this.#arm();
   }
