@@ -263,7 +263,10 @@ interface Sendback {
 
 const ZERO_KEY = new Uint8Array(32);
 
-/** c-toxcore ip_is_lan: loopback, private, link-local and CGNAT ranges. */
+/**
+ * c-toxcore ip_is_lan: loopback, the private, link-local and CGNAT IPv4 ranges, IPv6
+ * link-local (fe80::/10) and ff00::1..ff02::1, and IPv4 inside IPv6.
+ */
 export function isLanAddress(host: string): boolean {
   const ip = parseIpLiteral(host);
   if (ip === null) return false;
@@ -276,7 +279,8 @@ export function isLanAddress(host: string): boolean {
   const v4mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
   if (v4mapped) return isLanAddress(`${b[12]}.${b[13]}.${b[14]}.${b[15]}`);
   const loopback = b.subarray(0, 15).every((x) => x === 0) && b[15] === 1;
-  return loopback || (b[0] & 0xfe) === 0xfc || (b[0] === 0xfe && (b[1] & 0xc0) === 0x80);
+  const multicastAllNodes = b[0] === 0xff && b[1] < 3 && b[15] === 1;
+  return loopback || multicastAllNodes || (b[0] === 0xfe && (b[1] & 0xc0) === 0x80);
 }
 
 /** id_closest: < 0 when `a` is closer to `ref` than `b` (XOR metric), 0 when equal. */
@@ -1063,7 +1067,7 @@ export class OnionClient {
     return false;
   }
 
-  /** handle_dhtpk_announce: a friend's, newer than the last one, nodes that unpack. */
+  /** handle_dhtpk_announce: a friend's, newer than the last one; its relays if they unpack. */
   #onDhtPk(sender: Uint8Array, payload: Uint8Array): boolean {
     const f = this.#friends.get(toHex(sender));
     if (!f) return false;

@@ -49,7 +49,7 @@ export const ONION_ANNOUNCE_REQUEST_SIZE = 1 + NONCE_SIZE + PUBLIC_KEY_SIZE + ON
   2 * PUBLIC_KEY_SIZE + ONION_ANNOUNCE_SENDBACK_DATA_LENGTH + MAC_SIZE;
 export const ONION_ANNOUNCE_RESPONSE_MIN_SIZE = 2 + ONION_ANNOUNCE_SENDBACK_DATA_LENGTH +
   NONCE_SIZE + ONION_PING_ID_SIZE + MAC_SIZE;
-/** c-toxcore's bound counts sizeof(Node_format) per node (136), more than a packed node. */
+/** ONION_MAX_EXTRA_DATA_SIZE (136) per node: more room than 4 packed nodes take. */
 export const ONION_ANNOUNCE_RESPONSE_MAX_SIZE = ONION_ANNOUNCE_RESPONSE_MIN_SIZE + 136 * 4;
 /** MAX_SENT_NODES: nodes in an announce response or a DHT-PK payload. */
 export const MAX_SENT_NODES = 4;
@@ -71,6 +71,8 @@ export const ONION_DATA_MAX_ACCEPTED = MAX_DATA_REQUEST_SIZE - ONION_DATA_RESPON
   ONION_DATA_IN_RESPONSE_MIN_SIZE;
 
 export const DHTPK_DATA_MIN_LENGTH = 1 + 8 + PUBLIC_KEY_SIZE;
+/** DHTPK_DATA_MAX_LENGTH: c-toxcore counts sizeof(Node_format), 56 bytes on x86-64, per node. */
+export const DHTPK_DATA_MAX_LENGTH = DHTPK_DATA_MIN_LENGTH + 56 * 4;
 
 /** MAX_FRIEND_REQUEST_DATA_SIZE: a request's message after its id and nospam (1016). */
 export const MAX_FRIEND_REQUEST_DATA_SIZE = ONION_CLIENT_MAX_DATA_SIZE - 1 - 4;
@@ -445,14 +447,21 @@ export function encodeDataRequest(
   return out;
 }
 
-/** The node side: whom a 0x85 is for, and the 0x86 it becomes (nonce ‖ E_pk ‖ box). */
+/** ONION_RETURN_3: what the last hop appends for the way back. */
+export const ONION_RETURN_3 = 3 * (NONCE_SIZE + SIZE_IPPORT + MAC_SIZE);
+
+/**
+ * The node side (handle_data_request): whom a 0x85 is for, and the 0x86 it becomes
+ * (nonce ‖ E_pk ‖ box). D sees it with RETURN_3 appended and takes 106..1223 bytes of it: an
+ * outer box must hold more than its MAC, and the whole must fit ONION_MAX_PACKET_SIZE.
+ */
 export function decodeDataRequest(
   packet: Uint8Array,
 ): Decoded<{ readonly destination: Uint8Array; readonly response: Uint8Array }> {
-  if (packet.length < ONION_DATA_REQUEST_MIN_SIZE) {
+  if (packet.length <= ONION_DATA_REQUEST_MIN_SIZE) {
     return codecError("too_short", `data request: ${packet.length} bytes`);
   }
-  if (packet.length > ONION_MAX_DATA_SIZE) {
+  if (packet.length > ONION_MAX_PACKET_SIZE - ONION_RETURN_3) {
     return codecError("too_long", `data request: ${packet.length} bytes`);
   }
   if (packet[0] !== NET_PACKET_ONION_DATA_REQUEST) {
@@ -507,6 +516,9 @@ export interface DhtPkAnnounce {
   readonly nodes: readonly PackedNode[];
 }
 
+/** A received DHT-PK; `nodesError` when its nodes did not unpack (the key still counts). */
+export type DhtPkReceived = DhtPkAnnounce & { readonly nodesError: string | null };
+
 export function encodeDhtPk(p: DhtPkAnnounce): Uint8Array {
   if (p.dhtPublicKey.length !== PUBLIC_KEY_SIZE) {
     throw new EncodeError("DHT-PK: key must be 32 bytes");
@@ -526,33 +538,36 @@ export function encodeDhtPk(p: DhtPkAnnounce): Uint8Array {
   return out;
 }
 
-/** handle_dhtpk_announce's checks: 41..41+4 nodes, nodes that unpack (all of them). */
-export function decodeDhtPk(payload: Uint8Array): Decoded<DhtPkAnnounce> {
+/**
+ * handle_dhtpk_announce's reading: 41..265 bytes; the DHT key counts even when the nodes do
+ * not unpack (c-toxcore hands the key on before it looks at them), and what follows the
+ * fourth node is not read.
+ */
+export function decodeDhtPk(payload: Uint8Array): Decoded<DhtPkReceived> {
   if (payload.length < DHTPK_DATA_MIN_LENGTH) {
     return codecError(
       "too_short",
       `DHT-PK: ${payload.length} bytes, minimum ${DHTPK_DATA_MIN_LENGTH}`,
     );
   }
+  if (payload.length > DHTPK_DATA_MAX_LENGTH) {
+    return codecError("too_long", `DHT-PK: ${payload.length} bytes, over ${DHTPK_DATA_MAX_LENGTH}`);
+  }
   if (payload[0] !== ONION_DATA_DHTPK) return codecError("unknown_id", `DHT-PK: id ${payload[0]}`);
   const rest = payload.subarray(DHTPK_DATA_MIN_LENGTH);
   let nodes: PackedNode[] = [];
+  let nodesError: string | null = null;
   if (rest.length > 0) {
     const d = decodePackedNodes(rest, MAX_SENT_NODES);
-    if (!d.ok) return d;
-    if (d.value.consumed !== rest.length) {
-      return codecError(
-        "too_long",
-        `DHT-PK: ${rest.length - d.value.consumed} bytes after ${MAX_SENT_NODES} nodes`,
-      );
-    }
-    nodes = d.value.nodes;
+    if (d.ok) nodes = d.value.nodes;
+    else nodesError = d.error.message;
   }
   const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   return decoded({
     noReplay: dv.getBigUint64(1, false),
     dhtPublicKey: payload.slice(9, 9 + PUBLIC_KEY_SIZE),
     nodes,
+    nodesError,
   });
 }
 
