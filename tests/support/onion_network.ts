@@ -46,7 +46,6 @@ import {
 } from "../../daemon/onion/packets.ts";
 import type { PackedNode } from "../../daemon/packed_node.ts";
 import type { RelayAddress } from "../../daemon/relay_address.ts";
-import { parseIpLiteral } from "../../daemon/tcp/proxy.ts";
 
 // onion.h sizes that packets.ts has no use for.
 const ONION_RETURN_1 = NONCE_SIZE + 19 + 16;
