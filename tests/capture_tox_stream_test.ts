@@ -15,10 +15,13 @@ import {
 import { encodeFriendPacket, type FriendPacket } from "../daemon/friend_packets.ts";
 import { KeyStore, type NetCryptoKeys, type TcpSessionKeys } from "../daemon/capture/keylog.ts";
 import { type StreamSummary, ToxStreamDecoder } from "../daemon/capture/tox_stream.ts";
+import { infoOf, protocolOf } from "../daemon/capture/format.ts";
+import { parseFilter } from "../daemon/capture/filter.ts";
 import type {
   FriendLayer,
   Layer,
   NetCryptoLayer,
+  OnionLayer,
   ProxyLayer,
   RelayLayer,
   TcpFrameLayer,
@@ -48,6 +51,15 @@ import {
   type SecureSession,
 } from "../daemon/tcp/handshake.ts";
 import { encodeRelayPacket, type RelayPacket } from "../daemon/tcp/packets.ts";
+import {
+  createOnionPath,
+  decodeDataRequest,
+  encodeAnnounceRequest,
+  encodeAnnounceResponse,
+  encodeDataRequest,
+  encodeFriendRequest,
+  encodeOnionRequestTcp,
+} from "../daemon/onion/packets.ts";
 import { seededRandom } from "./support/fake_relay.ts";
 
 // ---- building captures ------------------------------------------------------------------------
@@ -951,6 +963,11 @@ Deno.test("tox stream: garbage never throws, whatever the port, keys or cuts", (
       else if (conn !== null && what < 4) {
         // Valid frames around random relay packets and random net_crypto payloads.
         const plain = random(1 + int(300));
+        if (what === 1 && int(2) === 0) {
+          // Onion packets: 8, or 9 led by each first byte the decoder tells apart.
+          plain[0] = 8 + int(2);
+          if (plain.length > 1) plain[1] = [0x84, 0x86, plain[1]][int(3)];
+        }
         if (what === 2) plain[0] = 16 + (c % 5);
         if (what === 3) {
           plain[0] = int(2) === 0 ? 6 : 16 + (c % 5);
@@ -977,6 +994,184 @@ Deno.test("tox stream: garbage never throws, whatever the port, keys or cuts", (
       for (const r of d.records) d.decoder.sessionKeysOf(r);
     }
   }
+});
+
+Deno.test("tox stream: onion packets 8 and 9 show their next hop, sendback and one-off key", () => {
+  const random = seededRandom(80);
+  const trace = new Trace();
+  const conn = new RelayConn(trace, 0, A, R1, random).handshake();
+  const node = (host: string) => ({ host, port: 33445, publicKey: newKeyPair(random).publicKey });
+  const d = newKeyPair(random);
+  const sendback = random(8);
+  const announce = encodeAnnounceRequest(
+    {
+      requesterPublicKey: A_REAL.publicKey,
+      pingId: new Uint8Array(32),
+      searchPublicKey: A_REAL.publicKey,
+      dataPublicKey: B.publicKey,
+      sendback,
+    },
+    A_REAL.secretKey,
+    d.publicKey,
+    random,
+  );
+  const request = (n2: string) => {
+    const path = createOnionPath(node(n2), node("198.51.100.3"), () => newKeyPair(random));
+    conn.c2s({
+      kind: "onion_request",
+      data: encodeOnionRequestTcp(path, { host: "198.51.100.4", port: 33445 }, announce, random),
+    });
+    return toHex(path.tmpPublicKey2);
+  };
+  const k4 = request("198.51.100.2");
+  const k6 = request("2001:db8::2");
+  const shared = random(32);
+  const answer = (nodes: number) =>
+    conn.s2c({
+      kind: "onion_response",
+      data: encodeAnnounceResponse(sendback, shared, {
+        isStored: 0,
+        pingIdOrKey: random(32),
+        nodes: Array.from({ length: nodes }, () => ({
+          transport: "udp" as const,
+          host: "198.51.100.9",
+          port: 33445,
+          publicKey: B.publicKey,
+        })),
+      }, random),
+    });
+  answer(0);
+  answer(1);
+  const dataResponse = decodeDataRequest(encodeDataRequest(
+    A_REAL.publicKey,
+    B.publicKey,
+    B_REAL.publicKey,
+    B_REAL.secretKey,
+    encodeFriendRequest(random(4), text("hi")),
+    random,
+    () => newKeyPair(random),
+  ));
+  assert.ok(dataResponse.ok);
+  const response = dataResponse.value.response;
+  conn.s2c({ kind: "onion_response", data: response });
+  conn.s2c({ kind: "onion_response", data: Uint8Array.of(0x8e, 1, 2, 3) });
+  const dec = decode(trace.events(), keysFor([conn.tcpKeys]));
+  const records = dec.records.slice(2);
+  assert.deepStrictEqual(
+    records.map((r) => layer(r, "onion")),
+    [
+      {
+        proto: "onion",
+        kind: "request",
+        next: "198.51.100.2:33445",
+        tmpPublicKey: k4,
+        length: 177 + 177,
+      },
+      {
+        proto: "onion",
+        kind: "request",
+        next: "[2001:db8::2]:33445",
+        tmpPublicKey: k6,
+        length: 177 + 177,
+      },
+      {
+        proto: "onion",
+        kind: "announce_response",
+        sendback: toHex(sendback),
+        length: 82,
+      },
+      {
+        proto: "onion",
+        kind: "announce_response",
+        sendback: toHex(sendback),
+        length: 82 + 39,
+      },
+      {
+        proto: "onion",
+        kind: "data_response",
+        tmpPublicKey: toHex(response.subarray(25, 57)),
+        length: response.length,
+      },
+      { proto: "onion", kind: "unknown", id: 0x8e, length: 4 },
+    ] satisfies OnionLayer[],
+  );
+  // The relay layer stays, with its own kind, so type=onion_request means packet 8 only.
+  assert.deepStrictEqual(records[0].layers[1], {
+    proto: "relay",
+    kind: "onion_request",
+    length: 354,
+  });
+  assert.ok(records.every((r) => protocolOf(r) === "TOX-ONION"));
+  assert.deepStrictEqual(records.map(infoOf), [
+    `ONION_REQUEST len=354 › ONION next=198.51.100.2:33445 key=${k4.slice(0, 8)}…`,
+    `ONION_REQUEST len=354 › ONION next=[2001:db8::2]:33445 key=${k6.slice(0, 8)}…`,
+    `ONION_RESPONSE len=82 › ANNOUNCE_RESPONSE sendback=${toHex(sendback)} (no nodes)`,
+    `ONION_RESPONSE len=121 › ANNOUNCE_RESPONSE sendback=${toHex(sendback)}`,
+    `ONION_RESPONSE len=${response.length} › DATA_RESPONSE key=${
+      toHex(response.subarray(25, 29))
+    }…`,
+    "ONION_RESPONSE len=4 › ONION id=0x8e? len=4",
+  ]);
+  const kept = (expr: string) => {
+    const f = parseFilter(expr);
+    return records.filter((r) => f.record(r, 0)).length;
+  };
+  assert.equal(kept("type=onion"), 6);
+  assert.equal(kept("type=onion_request"), 2);
+  assert.equal(kept("type=announce_response"), 2);
+  assert.equal(kept("type=data_response|unknown"), 2);
+  const s = dec.decoder.streamSummaries()[0];
+  assert.equal(s.onionRequests, 2);
+  assert.equal(s.onionResponses, 4);
+  // The one-off keys are not peers: nothing else about the stream changed.
+  assert.equal(s.routes.length, 0);
+  assert.equal(s.oobSent + s.oobReceived, 0);
+});
+
+Deno.test("tox stream: malformed onion packets carry the error, never throw", () => {
+  const random = seededRandom(81);
+  const trace = new Trace();
+  const conn = new RelayConn(trace, 0, A, R1, random).handshake();
+  const badFamily = random(200);
+  badFamily[24] = 7;
+  conn.c2s({ kind: "onion_request", data: badFamily });
+  const sealed = (body: Uint8Array) => conn.raw("s2c", sealFrame(conn.relay!, body));
+  sealed(Uint8Array.of(9, 0x84, ...random(49)));
+  sealed(Uint8Array.of(9, 0x86, ...random(120)));
+  sealed(Uint8Array.of(9, 0x86, ...random(1069)));
+  // Too short for packet 8, and an empty packet 9: the relay codec's errors, no onion layer.
+  sealed(Uint8Array.of(8, ...random(100)));
+  sealed(Uint8Array.of(9));
+  const dec = decode(trace.events(), keysFor([conn.tcpKeys]));
+  const records = dec.records.slice(2);
+  const onion = records.slice(0, 4).map((r) => layer(r, "onion"));
+  assert.deepStrictEqual(onion.map((l) => [l.kind, l.length]), [
+    ["request", 200],
+    ["announce_response", 50],
+    ["data_response", 121],
+    ["data_response", 1070],
+  ]);
+  for (const l of onion) {
+    assert.ok(l.error !== undefined, JSON.stringify(l));
+    assert.equal(l.next ?? l.tmpPublicKey ?? l.sendback, undefined);
+  }
+  assert.match(onion[0].error!, /family 7/);
+  assert.match(onion[2].error!, /121 bytes, must be 122\.\.1069/);
+  assert.match(onion[3].error!, /1070 bytes, must be 122\.\.1069/);
+  assert.match(infoOf(records[0]), /ONION malformed: .*family 7/);
+  assert.match(infoOf(records[1]), /ANNOUNCE_RESPONSE malformed: .*50 bytes, minimum 82/);
+  const [short, empty] = records.slice(4);
+  assert.deepStrictEqual(short.layers.slice(1).map((l) => [l.proto, "kind" in l && l.kind]), [
+    ["relay", "onion_request"],
+  ]);
+  assert.match(layer(short, "relay").error!, /minimum 159/);
+  assert.deepStrictEqual(empty.layers.slice(1).map((l) => [l.proto, "kind" in l && l.kind]), [
+    ["relay", "onion_response"],
+  ]);
+  // Counted as relay packets 8 and 9, decodable or not.
+  const s = dec.decoder.streamSummaries()[0];
+  assert.equal(s.onionRequests, 1);
+  assert.equal(s.onionResponses, 3);
 });
 
 Deno.test("tox stream: friend payloads that break their rules are shown with the error", () => {

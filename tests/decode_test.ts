@@ -63,6 +63,13 @@ Deno.test("decode: with the key log, relay packets by name and Messenger text", 
         'MESSAGE "message 7"',
         'MESSAGE "reply to 9"',
         "DISCONNECT_NOTIFICATION conn=16",
+        `ONION_REQUEST len=354 › ONION next=${fixture.onion.next} key=${
+          toHex(fixture.onion.requestKey).slice(0, 8)
+        }…`,
+        `ONION_RESPONSE len=82 › ANNOUNCE_RESPONSE sendback=${
+          toHex(fixture.onion.sendback)
+        } (no nodes)`,
+        `DATA_RESPONSE key=${toHex(fixture.onion.dataKey).slice(0, 8)}…`,
       ]
     ) {
       assert.ok(r.lines.some((l) => l.includes(want)), `${want} in:\n${r.stdout.slice(0, 3000)}`);
@@ -118,6 +125,28 @@ Deno.test("decode: --json objects carry every layer", async () => {
     assert.equal(msg.relay, toHex(fixture.relay.publicKey));
     assert.equal(msg.layers[1].publicKey, toHex(fixture.b.dht.publicKey));
     assert.match(msg.time, /^\d+\.\d{9}$/);
+    const onion = objs.filter((o) => o.protocol === "TOX-ONION").map((o) => o.layers[2]);
+    assert.deepEqual(onion, [
+      {
+        proto: "onion",
+        kind: "request",
+        next: fixture.onion.next,
+        tmpPublicKey: toHex(fixture.onion.requestKey),
+        length: 354,
+      },
+      {
+        proto: "onion",
+        kind: "announce_response",
+        sendback: toHex(fixture.onion.sendback),
+        length: 82,
+      },
+      {
+        proto: "onion",
+        kind: "data_response",
+        tmpPublicKey: toHex(fixture.onion.dataKey),
+        length: 121 + 41, // a DHT-PK without nodes inside
+      },
+    ]);
   });
 });
 
@@ -130,6 +159,9 @@ Deno.test("decode: filters by type, stream, direction, peer, connection and time
     assert.equal((await only("type=message stream=1 dir=s2c")).length, 20);
     assert.equal((await only("type=ping|pong")).length, 2);
     assert.equal((await only("type=ping from=relay")).length, 0);
+    assert.equal((await only("type=onion")).length, 3);
+    assert.equal((await only("type=onion_request")).length, 1);
+    assert.equal((await only("type=announce_response|data_response from=relay")).length, 2);
     const bKey = toHex(fixture.b.dht.publicKey).slice(0, 10);
     assert.ok((await only(`peer=${bKey} stream=0`)).every((l) => /s0 /.test(l)));
     assert.ok((await only("conn=16")).length > 40);
@@ -155,6 +187,15 @@ Deno.test("decode: --stats sums streams, types, pings, routing and sessions", as
     assert.equal(s.streams[0].keyed, true);
     assert.equal(s.streams[0].ping.n, 1);
     assert.ok(s.streams[0].handshake_ms >= 0);
+    assert.deepEqual(
+      s.streams.map((x: Record<string, number>) => [x.onion_requests, x.onion_responses]),
+      [[1, 2], [0, 0]],
+    );
+    assert.match(text.stdout, /onion →\/←/);
+    const onion = s.types.find((t: { type: string; from: string }) =>
+      t.type === "TOX-ONION request" && t.from === "client"
+    );
+    assert.equal(onion.packets, 1);
     const msg = s.types.find((t: { type: string; from: string }) =>
       t.type === "MESSENGER message" && t.from === "client"
     );

@@ -5,8 +5,10 @@
  * log that opens it. Deterministic for a seed. The decode tests and `deno task bench` use it.
  *
  * What happens in it, in order: A and B connect and shake hands; both ask for a route to
- * the other, get connection ids and the connect notifications; A pings the relay; A and B
- * exchange ONLINE, then A sends `messages` MESSAGE packets "message N" to B (each relayed:
+ * the other, get connection ids and the connect notifications; A pings the relay; A announces
+ * itself through the onion (relay packet 8 via N2 and N3 to an announce node D, D's 0x84 back
+ * as packet 9), and B's DHT-PK reaches A as onion data (a 0x86 in packet 9); A and B exchange
+ * ONLINE, then A sends `messages` MESSAGE packets "message N" to B (each relayed:
  * a DATA frame A→relay, then relay→B), B answers each tenth one; then B's stream closes.
  */
 import {
@@ -20,6 +22,15 @@ import { encodeRelayPacket, type RelayPacket } from "../daemon/tcp/packets.ts";
 import { incrementNonce, type KeyPair, newKeyPair, precompute } from "../daemon/crypto.ts";
 import { encodeDataPlain, sealDataPacket } from "../daemon/net_crypto/packets.ts";
 import { encodeFriendPacket, type FriendPacket } from "../daemon/friend_packets.ts";
+import {
+  createOnionPath,
+  decodeDataRequest,
+  encodeAnnounceRequest,
+  encodeAnnounceResponse,
+  encodeDataRequest,
+  encodeDhtPk,
+  encodeOnionRequestTcp,
+} from "../daemon/onion/packets.ts";
 import {
   enhancedPacketBlock,
   interfaceDescriptionBlock,
@@ -50,6 +61,15 @@ export interface Fixture {
   readonly a: { readonly dht: KeyPair; readonly real: KeyPair };
   readonly b: { readonly dht: KeyPair; readonly real: KeyPair };
   readonly relay: KeyPair;
+  /** What the decoder can read of A's onion packets (stream 0). */
+  readonly onion: {
+    /** N2 of the request, "host:port". */
+    readonly next: string;
+    readonly requestKey: Uint8Array;
+    readonly sendback: Uint8Array;
+    /** The one-off key E of the data response. */
+    readonly dataKey: Uint8Array;
+  };
 }
 
 const LINKTYPE_ETHERNET = 1;
@@ -128,6 +148,55 @@ export function buildCaptureFixture(opts: FixtureOptions = {}): Fixture {
   up(a, { kind: "ping", pingId: 0x1122334455667788n });
   down(a, { kind: "pong", pingId: 0x1122334455667788n });
 
+  // Its own randomness: every other byte stays what it was before the onion was added.
+  const onionRandom = seededRandom((opts.seed ?? 1) + 1000);
+  const announceNode = newKeyPair(onionRandom);
+  const aData = newKeyPair(onionRandom);
+  const hop = (host: string) => ({
+    host,
+    port: 33445,
+    publicKey: newKeyPair(onionRandom).publicKey,
+  });
+  const path = createOnionPath(hop("192.0.2.2"), hop("192.0.2.3"), () => newKeyPair(onionRandom));
+  const sendback = onionRandom(8);
+  const announce = encodeAnnounceRequest(
+    {
+      requesterPublicKey: a.real.publicKey,
+      pingId: new Uint8Array(32),
+      searchPublicKey: a.real.publicKey,
+      dataPublicKey: aData.publicKey,
+      sendback,
+    },
+    a.real.secretKey,
+    announceNode.publicKey,
+    onionRandom,
+  );
+  up(a, {
+    kind: "onion_request",
+    data: encodeOnionRequestTcp(path, { host: "192.0.2.4", port: 33445 }, announce, onionRandom),
+  });
+  down(a, {
+    kind: "onion_response",
+    data: encodeAnnounceResponse(
+      sendback,
+      precompute(a.real.publicKey, announceNode.secretKey),
+      { isStored: 0, pingIdOrKey: onionRandom(32), nodes: [] },
+      onionRandom,
+    ),
+  });
+  const dataRequest = decodeDataRequest(encodeDataRequest(
+    a.real.publicKey,
+    aData.publicKey,
+    b.real.publicKey,
+    b.real.secretKey,
+    encodeDhtPk({ noReplay: 1_700_000_000n, dhtPublicKey: b.dht.publicKey, nodes: [] }),
+    onionRandom,
+    () => newKeyPair(onionRandom),
+  ));
+  if (!dataRequest.ok) throw new Error(`fixture: ${dataRequest.error.message}`);
+  const dataResponse = dataRequest.value.response;
+  down(a, { kind: "onion_response", data: dataResponse });
+
   // The net_crypto session between A and B (its handshake is not part of this fixture).
   const aSess = newKeyPair(random);
   const bSess = newKeyPair(random);
@@ -178,5 +247,11 @@ export function buildCaptureFixture(opts: FixtureOptions = {}): Fixture {
     a: { dht: a.dht, real: a.real },
     b: { dht: b.dht, real: b.real },
     relay,
+    onion: {
+      next: "192.0.2.2:33445",
+      requestKey: path.tmpPublicKey2,
+      sendback,
+      dataKey: dataResponse.slice(25, 57),
+    },
   };
 }

@@ -10,7 +10,10 @@
  *   conn=N          relay connection id (16..255)
  *   type=NAME       any layer's kind or protocol: ping, routing_response, oob_send, data,
  *                   cookie_request, handshake, message, alive, share_relays, custom_lossless,
- *                   relay, net_crypto, friend, tcp_frame, tcp_handshake, proxy, notice, ...
+ *                   onion_request, onion_response, announce_response, data_response,
+ *                   relay, net_crypto, onion, friend, tcp_frame, tcp_handshake, proxy, notice,
+ *                   ... ("request" and "unknown" are kinds of more than one layer: onion_request
+ *                   and onion_response name only the onion's packets)
  *   dir=c2s|s2c     direction within the stream (c2s: from the side that connected)
  *   from=client|relay
  *   time=A..B       seconds since the first packet of the capture (either end may be left out)

@@ -6,6 +6,7 @@
  * Text from the wire (names, messages) is printed through JSON.stringify: quoted, control
  * characters escaped, so a peer cannot write to the reader's terminal.
  */
+import { ONION_ANNOUNCE_RESPONSE_MIN_SIZE } from "../onion/packets.ts";
 import type { Layer, ToxNotice, ToxRecord } from "./tox_records.ts";
 import { type Endpoint, secondsBetween, type StreamInfo, type Timestamp } from "./types.ts";
 
@@ -46,6 +47,8 @@ export function protocolOf(r: ToxRecord): string {
       return "TOX-RELAY";
     case "net_crypto":
       return "NET-CRYPTO";
+    case "onion":
+      return "TOX-ONION";
     case "friend":
       if (FRIEND_CONNECTION_KINDS.has(l.kind)) return "FRIEND-CONN";
       if (NET_CRYPTO_KINDS.has(l.kind)) return "NET-CRYPTO";
@@ -70,6 +73,8 @@ function layerInfo(l: Layer): string | null {
       return relayInfo(l);
     case "net_crypto":
       return netCryptoInfo(l);
+    case "onion":
+      return onionInfo(l);
     case "friend":
       return friendInfo(l);
   }
@@ -121,6 +126,23 @@ function netCryptoInfo(l: Extract<Layer, { proto: "net_crypto" }>): string {
     }
     default:
       return `NET_CRYPTO id? len=${l.length}`;
+  }
+}
+
+function onionInfo(l: Extract<Layer, { proto: "onion" }>): string {
+  const name = l.kind === "request" || l.kind === "unknown" ? "ONION" : l.kind.toUpperCase();
+  if (l.error) return `${name} malformed: ${l.error}`;
+  switch (l.kind) {
+    case "request":
+      return `ONION next=${l.next} key=${shortKey(l.tmpPublicKey)}`;
+    case "announce_response":
+      return `ANNOUNCE_RESPONSE sendback=${l.sendback}${
+        l.length === ONION_ANNOUNCE_RESPONSE_MIN_SIZE ? " (no nodes)" : ""
+      }`;
+    case "data_response":
+      return `DATA_RESPONSE key=${shortKey(l.tmpPublicKey)}`;
+    default:
+      return `ONION id=0x${(l.id ?? 0).toString(16).padStart(2, "0")}? len=${l.length}`;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * `decode --stats`: what a capture says about each relay stream and each friend session —
- * packets and bytes per type and direction, ping RTTs, routing events, and how long each
- * step took (TCP handshake, first DATA, cookie → handshake → first data of each session).
+ * packets and bytes per type and direction, onion requests and responses, ping RTTs, routing
+ * events, and how long each step took (TCP handshake, first DATA, cookie → handshake → first
+ * data of each session).
  * Built from the decoded records only, so it agrees with what the line output shows.
  */
 import { endpointText, protocolOf, shortKey } from "./format.ts";
@@ -26,6 +27,8 @@ interface StreamStats {
   undecodable: number;
   closed?: string;
   rtts: number[];
+  /** Relay packets 8 and 9: how busy the client's onion (announcing, searching) was. */
+  onion: [number, number];
 }
 
 interface SessionStats {
@@ -83,6 +86,7 @@ export class CaptureStats {
         gaps: 0,
         undecodable: 0,
         rtts: [],
+        onion: [0, 0],
       };
       this.#streams.set(info.id, s);
     }
@@ -120,6 +124,8 @@ export class CaptureStats {
         case "relay":
           if (l.kind === "data") s.firstData ??= r.ts;
           if (l.kind === "pong" && l.rttMs !== undefined) s.rtts.push(l.rttMs);
+          if (l.kind === "onion_request") s.onion[0]++;
+          else if (l.kind === "onion_response") s.onion[1]++;
           if (ROUTING.has(l.kind)) {
             this.#routing.push({
               rel: secondsBetween(start, r.ts),
@@ -203,6 +209,8 @@ export class CaptureStats {
         handshake_ms: ms(s.hsRequest, s.hsResponse),
         first_data_ms: ms(s.hsResponse, s.firstData),
         ping: rttSummary(s.rtts),
+        onion_requests: s.onion[0],
+        onion_responses: s.onion[1],
         gaps: s.gaps,
         undecodable: s.undecodable,
         closed: s.closed ?? null,
@@ -255,6 +263,7 @@ export class CaptureStats {
         "hs ms",
         "1st data ms",
         "ping ms min/avg/max (n)",
+        "onion →/←",
         "gaps",
         "end",
       ],
@@ -272,6 +281,7 @@ export class CaptureStats {
           s.handshake_ms === null ? "-" : String(s.handshake_ms),
           s.first_data_ms === null ? "-" : String(s.first_data_ms),
           p === null ? "-" : `${p.min}/${p.avg}/${p.max} (${p.n})`,
+          `${s.onion_requests}/${s.onion_responses}`,
           String(s.gaps),
           String(s.closed ?? "open"),
         ];

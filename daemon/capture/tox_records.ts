@@ -74,6 +74,28 @@ export type NetCryptoLayer = {
   readonly error?: string;
 };
 
+/**
+ * What relay packets 8 (ONION_REQUEST) and 9 (ONION_RESPONSE) show without the onion's one-off
+ * secret keys, which no key log holds: where the relay sends a request next, and how an answer
+ * can be matched to its request.
+ */
+export type OnionLayer = {
+  readonly proto: "onion";
+  /** request: packet 8; announce_response (0x84), data_response (0x86), unknown: packet 9. */
+  readonly kind: "request" | "announce_response" | "data_response" | "unknown";
+  /** request: the node the relay forwards it to (N2), "host:port" ("[v6]:port"). */
+  readonly next?: string;
+  /** request: the client's one-off key towards N2; data_response: the sender's one-off key E. */
+  readonly tmpPublicKey?: string;
+  /** announce_response: the 8 bytes the client put in its request to find it again. */
+  readonly sendback?: string;
+  /** unknown: the first byte, a packet id c-toxcore ignores here. */
+  readonly id?: number;
+  /** The relay packet's payload, the whole onion packet (an announce response of 82: no nodes). */
+  readonly length: number;
+  readonly error?: string;
+};
+
 /** The inner packet of a decrypted net_crypto data packet (friend_connection, Messenger). */
 export type FriendLayer = {
   readonly proto: "friend";
@@ -107,6 +129,7 @@ export type Layer =
   | TcpFrameLayer
   | RelayLayer
   | NetCryptoLayer
+  | OnionLayer
   | FriendLayer;
 
 export interface ToxRecord {

@@ -6,6 +6,7 @@
  * Per stream:
  *   recognise ─▶ [SOCKS5 | HTTP CONNECT preamble ─▶ recognise again] ─▶ 128/96-byte handshake
  *   ─▶ frames (FrameReader) ─▶ relay packet ─▶ net_crypto packet ─▶ friend/Messenger payload
+ *                                            └─▶ onion packet (relay packets 8 and 9)
  *
  * Recognising: a stream is Tox when its server port is a relay port and nothing contradicts
  * it, when the key log names its handshake nonce, or by shape: the client's first 128 bytes
@@ -21,7 +22,13 @@
  * decodeRelayPacket, and for net_crypto data one openDataPacket; keys are turned into hex once
  * per stream or route, never per frame.
  */
-import { bytesEqual, incrementNonceNumber, MAC_SIZE, NONCE_SIZE, toHex } from "../crypto.ts";
+import {
+  bytesEqual,
+  incrementNonceNumber,
+  MAC_SIZE,
+  NONCE_SIZE,
+  toHex,
+} from "../crypto.ts";
 import {
   decodeFriendPacket,
   friendPacketName,
@@ -44,6 +51,13 @@ import {
   PACKET_ID_RANGE_LOSSLESS_START,
   walkRequestPacket,
 } from "../net_crypto/packets.ts";
+import {
+  announceResponseSendback,
+  dataResponseKey,
+  decodeOnionRequestTcp,
+  NET_PACKET_ANNOUNCE_RESPONSE,
+  NET_PACKET_ONION_DATA_RESPONSE,
+} from "../onion/packets.ts";
 import { decodePackedNodes, packedNodeToRelay, TOX_AF_INET, TOX_AF_INET6 } from "../packed_node.ts";
 import { formatRelayAddress } from "../relay_address.ts";
 import { FrameReader, newFrameScratch, openFrame } from "../tcp/framing.ts";
@@ -60,6 +74,7 @@ import {
   type FriendLayer,
   type Layer,
   type NetCryptoLayer,
+  type OnionLayer,
   PREVIEW_BYTES,
   type ProxyLayer,
   type Sender,
@@ -164,6 +179,9 @@ export interface StreamSummary {
   readonly routesRefused: number;
   readonly oobSent: number;
   readonly oobReceived: number;
+  /** Relay packets 8 (client → relay) and 9 (relay → client). */
+  readonly onionRequests: number;
+  readonly onionResponses: number;
   /** net_crypto data packets carried (DATA and OOB), and how many were opened. */
   readonly netCryptoData: number;
   readonly netCryptoDecrypted: number;
@@ -327,6 +345,8 @@ class Stream {
   oobPairs: Map<string, Pair> | null = null;
   oobSent = 0;
   oobReceived = 0;
+  onionRequests = 0;
+  onionResponses = 0;
   netCryptoData = 0;
   netCryptoDecrypted = 0;
   // timing
@@ -1110,6 +1130,16 @@ export class ToxStreamDecoder {
         layers.push({ proto: "relay", kind: "pong", pingId, length: 0, rttMs });
         return;
       }
+      case "onion_request":
+        st.onionRequests++;
+        layers.push({ proto: "relay", kind: p.kind, length: p.data.length });
+        layers.push(onionRequestLayer(p.data));
+        return;
+      case "onion_response":
+        st.onionResponses++;
+        layers.push({ proto: "relay", kind: p.kind, length: p.data.length });
+        layers.push(onionResponseLayer(p.data));
+        return;
       default:
         layers.push({ proto: "relay", kind: p.kind, length: p.data.length });
     }
@@ -1654,6 +1684,8 @@ export class ToxStreamDecoder {
       routesRefused: st.routesRefused,
       oobSent: st.oobSent,
       oobReceived: st.oobReceived,
+      onionRequests: st.onionRequests,
+      onionResponses: st.onionResponses,
       netCryptoData: st.netCryptoData,
       netCryptoDecrypted: st.netCryptoDecrypted,
       closed: st.closed,
@@ -1672,6 +1704,47 @@ function fixedLength(
   return length === expected
     ? { proto: "net_crypto", kind, length }
     : { proto: "net_crypto", kind, length, error: `${length} bytes, expected ${expected}` };
+}
+
+/** Packet 8 as the relay reads it: the rest is sealed for N2 and N3. */
+function onionRequestLayer(body: Uint8Array): OnionLayer {
+  const length = body.length;
+  const r = decodeOnionRequestTcp(body);
+  if (!r.ok) return { proto: "onion", kind: "request", length, error: r.error.message };
+  const { host, port } = r.value.next;
+  return {
+    proto: "onion",
+    kind: "request",
+    next: host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`,
+    tmpPublicKey: toHex(r.value.tmpPublicKey),
+    length,
+  };
+}
+
+/**
+ * Packet 9: the announce node's raw answer, dispatched on its first byte as handle_tcp_onion
+ * does. Length limits are the receiver's (a c-toxcore client drops what breaks them).
+ */
+function onionResponseLayer(body: Uint8Array): OnionLayer {
+  const length = body.length;
+  // The relay codec refuses an empty packet 9 today; without it there is no id to show.
+  if (length === 0) {
+    return { proto: "onion", kind: "unknown", length, error: "empty onion response" };
+  }
+  const id = body[0];
+  if (id === NET_PACKET_ANNOUNCE_RESPONSE) {
+    const r = announceResponseSendback(body);
+    return r.ok
+      ? { proto: "onion", kind: "announce_response", sendback: toHex(r.value), length }
+      : { proto: "onion", kind: "announce_response", length, error: r.error.message };
+  }
+  if (id === NET_PACKET_ONION_DATA_RESPONSE) {
+    const r = dataResponseKey(body);
+    return r.ok
+      ? { proto: "onion", kind: "data_response", tmpPublicKey: toHex(r.value), length }
+      : { proto: "onion", kind: "data_response", length, error: r.error.message };
+  }
+  return { proto: "onion", kind: "unknown", id, length };
 }
 
 /** Stop looking at a stream for good: its data is skipped cheaply from now on. */

@@ -474,6 +474,24 @@ export function decodeDataRequest(
 }
 
 /**
+ * What a 0x86 shows without keys: the sender's one-off key E, within the receiver's length
+ * limits (c-toxcore drops a data response outside 122..1069 bytes).
+ */
+export function dataResponseKey(packet: Uint8Array): Decoded<Uint8Array> {
+  const min = ONION_DATA_RESPONSE_MIN_SIZE + ONION_DATA_IN_RESPONSE_MIN_SIZE + 1;
+  if (packet.length < min || packet.length > MAX_DATA_REQUEST_SIZE) {
+    return codecError(
+      packet.length < min ? "too_short" : "too_long",
+      `data response: ${packet.length} bytes, must be ${min}..${MAX_DATA_REQUEST_SIZE}`,
+    );
+  }
+  if (packet[0] !== NET_PACKET_ONION_DATA_RESPONSE) {
+    return codecError("unknown_id", `data response: id ${packet[0]}`);
+  }
+  return decoded(idNonceKeyBox(packet).publicKey);
+}
+
+/**
  * handle_data_response: open the outer box with our onion data key, the inner one with our
  * real key and the sender's; `sender` is the real key the inner box proves.
  */
@@ -482,19 +500,9 @@ export function openDataResponse(
   ourDataSecretKey: Uint8Array,
   ourRealSecretKey: Uint8Array,
 ): Decoded<{ readonly sender: Uint8Array; readonly payload: Uint8Array }> {
-  if (packet.length <= ONION_DATA_RESPONSE_MIN_SIZE + ONION_DATA_IN_RESPONSE_MIN_SIZE) {
-    return codecError("too_short", `data response: ${packet.length} bytes`);
-  }
-  if (packet.length > MAX_DATA_REQUEST_SIZE) {
-    // c-toxcore drops these too; we match it so a sender learns the same limit from us.
-    return codecError(
-      "too_long",
-      `data response: ${packet.length} bytes, over ${MAX_DATA_REQUEST_SIZE}`,
-    );
-  }
-  if (packet[0] !== NET_PACKET_ONION_DATA_RESPONSE) {
-    return codecError("unknown_id", `data response: id ${packet[0]}`);
-  }
+  // c-toxcore's limits: a sender learns the same ones from us.
+  const key = dataResponseKey(packet);
+  if (!key.ok) return key;
   const { nonce, publicKey: ePk, box } = idNonceKeyBox(packet);
   const outer = openBetween(ePk, ourDataSecretKey, nonce, box, "data response (outer box)");
   if (!outer.ok) return outer;
