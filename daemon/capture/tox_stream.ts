@@ -22,13 +22,7 @@
  * decodeRelayPacket, and for net_crypto data one openDataPacket; keys are turned into hex once
  * per stream or route, never per frame.
  */
-import {
-  bytesEqual,
-  incrementNonceNumber,
-  MAC_SIZE,
-  NONCE_SIZE,
-  toHex,
-} from "../crypto.ts";
+import { bytesEqual, incrementNonceNumber, MAC_SIZE, NONCE_SIZE, toHex } from "../crypto.ts";
 import {
   decodeFriendPacket,
   friendPacketName,
