@@ -9,6 +9,7 @@ import { encodeFriendRequest } from "../daemon/onion/packets.ts";
 import { OnionClient, type OnionClientEvent } from "../daemon/onion/onion_client.ts";
 import { seededRandom } from "../tools/seeded_random.ts";
 import { LoneNode } from "./support/onion_node.ts";
+import { FakeOnionNetwork } from "./support/onion_network.ts";
 
 /** A client on the lone node, with its transport and event log. */
 class Peer {
@@ -334,4 +335,96 @@ Deno.test("sendbacks are bounded: a node that never answers cannot grow them pas
   a.relayUp = false;
   a.onion.tick(clock + 10_001);
   assert.equal(a.onion.view().awaitingResponses, 0);
+});
+
+// ---- a network of three nodes (tests/support/onion_network.ts) ---------------------------------
+
+/** A client of the three-node model: its relay is node `relayIndex`; bootstrap = every node. */
+function netPeer(net: FakeOnionNetwork, id: number, relayIndex: number, now: () => number) {
+  const real = newKeyPair(seededRandom(500 + id));
+  const relay = net.node(relayIndex).relay;
+  const onion = new OnionClient({
+    now: now(),
+    unixTimeMs: 1_790_000_000_000,
+    random: seededRandom(600 + id),
+    realKeys: real,
+    dhtPublicKey: newKeyPair(seededRandom(700 + id)).publicKey,
+    bootstrap: net.nodes.map((n) => n.relay),
+    transport: {
+      send: (body, r) => {
+        net.onionRequest(r, String(id), body);
+        return true;
+      },
+      connectedRelays: () => [relay],
+    },
+  });
+  const events: OnionClientEvent[] = [];
+  const deliver = () => {
+    for (let i = 0; i < 10; i++) {
+      const d = net.takeDeliveries(String(id));
+      if (d.length === 0) break;
+      for (const x of d) onion.handleResponse(x.relay, x.body, now());
+    }
+    events.push(...onion.takeEvents());
+  };
+  return { real, realHex: toHex(real.publicKey), onion, events, deliver };
+}
+
+Deno.test("three nodes: paths through other nodes, announced at several, no ping-id flapping over 20 min", () => {
+  let t = 0;
+  const net = new FakeOnionNetwork(() => t, seededRandom(77), { nodes: 3, listCloseNodes: true });
+  const a = netPeer(net, 1, 0, () => t);
+  a.onion.relayUp(0);
+  while (t < 1_200_000) {
+    a.deliver();
+    t = Math.min(a.onion.nextDeadline(), t + 5_000);
+    a.onion.tick(t);
+  }
+  a.deliver();
+  const v = a.onion.view(t);
+  assert.equal(v.announced, true);
+  assert.ok(v.announceNodes.filter((n) => n.stored).length >= 2, "stored at more than one node");
+  assert.ok(
+    v.paths.some((p) => p.nodes.some((n) => n !== "127.0.0.1:33445")),
+    "hops beyond the relay",
+  );
+  assert.equal(v.dropped, 0);
+  // Re-announcing through the path each node answered on keeps the ping id valid: once stored,
+  // nodes never had to refuse one.
+  const refusedAfterStart = net.stats.pingIdsRefused;
+  const before = net.stats.announcesStored;
+  for (const end = t + 600_000; t < end;) {
+    a.deliver();
+    t = Math.min(a.onion.nextDeadline(), t + 5_000);
+    a.onion.tick(t);
+  }
+  assert.ok(net.stats.announcesStored > before, "re-announced");
+  assert.equal(net.stats.pingIdsRefused, refusedAfterStart, "no ping id refused once stored");
+  assert.deepEqual(a.events.filter((e) => e.type === "onion_announced").map((e) => e.announced), [
+    true,
+  ]);
+});
+
+Deno.test("three nodes: friends on different relays find each other and swap DHT keys", () => {
+  let t = 0;
+  const net = new FakeOnionNetwork(() => t, seededRandom(78), { nodes: 3, listCloseNodes: true });
+  const a = netPeer(net, 1, 0, () => t);
+  const b = netPeer(net, 2, 2, () => t);
+  a.onion.addFriend(b.real.publicKey, 0);
+  b.onion.addFriend(a.real.publicKey, 0);
+  a.onion.relayUp(0);
+  b.onion.relayUp(0);
+  while (
+    t < 20_000 && (a.events.every((e) => e.type !== "onion_dht_pk") ||
+      b.events.every((e) => e.type !== "onion_dht_pk"))
+  ) {
+    a.deliver();
+    b.deliver();
+    t = Math.min(a.onion.nextDeadline(), b.onion.nextDeadline(), t + 1_000);
+    a.onion.tick(t);
+    b.onion.tick(t);
+  }
+  assert.ok(t < 5_000, `both DHT keys swapped within ${t} ms`);
+  const got = a.events.find((e) => e.type === "onion_dht_pk");
+  assert.ok(got && got.type === "onion_dht_pk" && got.friend === b.realHex);
 });
