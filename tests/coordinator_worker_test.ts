@@ -96,6 +96,15 @@ class FakePort implements RelayPort {
   }
 }
 
+/** A spawner of fake relay ports, each kept in `ports`. */
+const fakeSpawner =
+  (ports: FakePort[]) =>
+  (_opts: unknown, onEvents: (events: readonly RelayWorkerEvent[]) => void) => {
+    const p = new FakePort(onEvents);
+    ports.push(p);
+    return p;
+  };
+
 Deno.test("coordinator runtime: routes reach the relay port; a crashed relay Worker is replaced after its back-off", async () => {
   let now = 0;
   const ports: FakePort[] = [];
@@ -106,11 +115,7 @@ Deno.test("coordinator runtime: routes reach the relay port; a crashed relay Wor
     {
       clock: () => now,
       random: seededRandom(3),
-      spawn: (_opts, onEvents) => {
-        const p = new FakePort(onEvents);
-        ports.push(p);
-        return p;
-      },
+      spawn: fakeSpawner(ports),
     },
   );
   try {
@@ -199,11 +204,7 @@ Deno.test("coordinator runtime: after a suspend (wall clock jumps past the monot
       clock: () => now,
       wallClock: () => wall + now,
       random: seededRandom(4),
-      spawn: (_opts, onEvents) => {
-        const p = new FakePort(onEvents);
-        ports.push(p);
-        return p;
-      },
+      spawn: fakeSpawner(ports),
     },
   );
   try {
