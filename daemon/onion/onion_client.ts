@@ -230,8 +230,6 @@ interface ListNode {
   pings: number;
   readonly addedAt: number;
   pathId: number;
-  /** The ping id we last sent (an answer with another one is answered at once). */
-  sentPingId: Uint8Array | null;
 }
 
 interface Friend {
@@ -595,7 +593,6 @@ export class OnionClient {
       if (this.#sendAnnounce(null, n.node, n.pingId, lastChance ? null : n.pathId, now)) {
         n.lastPinged = now;
         n.pings++;
-        n.sentPingId = n.pingId;
         next = Math.min(next, now + this.#announceInterval(n, now));
       } else {
         next = Math.min(next, now + 1_000);
@@ -915,7 +912,6 @@ export class OnionClient {
     if (friend) {
       if (isStored === 2) return false; // not an answer to a search
       this.#addToList(
-        friend,
         friend.nodes,
         friend.realPublicKey,
         this.config.maxSearchNodes,
@@ -928,7 +924,6 @@ export class OnionClient {
       );
     } else {
       this.#addToList(
-        null,
         this.#announce,
         this.#real.publicKey,
         this.config.maxAnnounceNodes,
@@ -969,7 +964,6 @@ export class OnionClient {
 
   /** client_add_to_list: keep the `max` nodes closest to `ref`, refresh a known one. */
   #addToList(
-    _friend: Friend | null,
     list: ListNode[],
     ref: Uint8Array,
     max: number,
@@ -998,7 +992,6 @@ export class OnionClient {
         pings: 0,
         addedAt: now,
         pathId: entry.pathId,
-        sentPingId: null,
       };
       list.push(n);
     }
