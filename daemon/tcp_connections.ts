@@ -68,6 +68,12 @@ export interface TcpConnectionsConfig {
   readonly searchAfterMs: number;
   /** How often connected relay workers are asked for their stats. */
   readonly statsIntervalMs: number;
+  /**
+   * After a suspend this long, sessions from before it are reopened at once: a c-toxcore
+   * relay drops a client silent for its ping period and timeout (30 s + 10 s), and our own
+   * pings would take that long again to notice.
+   */
+  readonly wakeReopenAfterMs: number;
 }
 
 export const DEFAULT_TCP_CONNECTIONS_CONFIG: TcpConnectionsConfig = {
@@ -90,6 +96,7 @@ export const DEFAULT_TCP_CONNECTIONS_CONFIG: TcpConnectionsConfig = {
   benchMs: 10 * 60_000,
   searchAfterMs: 10_000,
   statsIntervalMs: 1_000,
+  wakeReopenAfterMs: 30_000,
 };
 
 /** sleeping: no worker, not needed · waiting: failed, back-off running · benched: replaced. */
@@ -628,6 +635,28 @@ export class TcpConnections {
       }
     }
     for (const peer of this.#peers.values()) this.#checkDelivery(peer, now);
+    this.#reconcile();
+  }
+
+  /**
+   * The machine slept `sleptMs` (the owner saw the wall clock run ahead of the monotonic
+   * one). Back-offs counted before the sleep are void: every relay that is wanted is tried
+   * now, and after a long sleep the sessions from before it are reopened rather than found
+   * dead by pings minutes later.
+   */
+  wake(now: number, sleptMs: number): void {
+    this.#now = now;
+    for (const r of this.#relays.values()) {
+      if (r.state === "waiting" || r.state === "sleeping") {
+        r.retryAt = now;
+        r.attempts = 0;
+      } else if (r.state === "confirmed" && sleptMs >= this.config.wakeReopenAfterMs) {
+        this.#actions.push({ type: "close", relay: r.hex });
+        this.#relayDown(r, `reopened after ${Math.round(sleptMs / 1000)} s asleep`, "network", now);
+        r.retryAt = now;
+        r.attempts = 0;
+      }
+    }
     this.#reconcile();
   }
 

@@ -187,7 +187,7 @@ Deno.test("relay worker: after attach every command and event goes over the port
   }
 });
 
-Deno.test("coordinator runtime: after a suspend (wall clock jumps past the monotonic one) the onion asks again at once", async () => {
+Deno.test("coordinator runtime: after a suspend (wall clock jumps past the monotonic one) relays and the onion are re-probed at once", async () => {
   let now = 0;
   let wall = 1_790_000_000_000;
   const ports: FakePort[] = [];
@@ -214,11 +214,22 @@ Deno.test("coordinator runtime: after a suspend (wall clock jumps past the monot
     now = 100;
     rt.command({ t: "status", id: 1 });
     assert.deepEqual(ports[0].log, ["send 1"], "nothing new 100 ms later");
-    // The machine slept for an hour: the monotonic clock did not move, the wall clock did.
+    // A 10-s nap: the monotonic clock did not move, the wall clock did. The relay session is
+    // kept and the onion asks again at once.
     now = 200;
-    wall += 3_600_000;
+    wall += 10_000;
     rt.command({ t: "status", id: 2 });
     assert.deepEqual(ports[0].log, ["send 1", "send 1"], "announced again at once");
+    assert.equal(ports.length, 1);
+    // An hour asleep: the relay has surely dropped us; it is reopened now, not after pings
+    // time out, and the onion announces the moment the new session is up.
+    now = 300;
+    wall += 3_600_000;
+    rt.command({ t: "status", id: 3 });
+    assert.equal(ports[0].closed, true, "the old session is let go");
+    assert.equal(ports.length, 2, "and a new one opened at once");
+    ports[1].emit([{ type: "confirmed", handshakeMs: 1 }]);
+    assert.deepEqual(ports[1].log, ["send 1"]);
   } finally {
     await rt.close();
   }

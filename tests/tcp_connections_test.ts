@@ -1747,3 +1747,35 @@ Deno.test("random commands and relay events keep every invariant (simulated shel
     }
   }
 });
+
+Deno.test("after a suspend: back-offs from before it are void, and a long sleep reopens live sessions at once", () => {
+  const tc = newTc();
+  const [a, b] = makeRelays(2);
+  addGlobals(tc, [a, b]);
+  drain(tc);
+  confirm(tc, a, T0 + 10);
+  confirm(tc, b, T0 + 10);
+  // b fails and backs off; a stays up.
+  closed(tc, b, T0 + 20);
+  closed(tc, b, T0 + 20); // late duplicate: ignored
+  assert.equal(relayView(tc, b).state, "waiting");
+  const retryIn = relayView(tc, b, T0 + 20).retryInMs!;
+  assert.ok(retryIn > 0);
+  drain(tc);
+
+  // A short nap (10 s): a keeps its session, b is retried now rather than after its back-off.
+  tc.wake(T0 + 30, 10_000);
+  let { actions } = drain(tc);
+  assert.deepEqual(only(actions, "open").map((x) => x.relay), [b.hex]);
+  assert.deepEqual(only(actions, "close"), []);
+  assert.equal(relayView(tc, a).state, "confirmed");
+
+  // A long one (an hour): a's session is surely gone at the relay: closed and reopened now.
+  confirm(tc, b, T0 + 40);
+  drain(tc);
+  tc.wake(T0 + 50, 3_600_000);
+  ({ actions } = drain(tc));
+  assert.deepEqual(only(actions, "close").map((x) => x.relay).sort(), [a.hex, b.hex].sort());
+  assert.deepEqual(only(actions, "open").map((x) => x.relay).sort(), [a.hex, b.hex].sort());
+  assert.match(relayView(tc, a).lastError ?? "", /reopened after 3600 s asleep/);
+});

@@ -479,14 +479,17 @@ export class CoordinatorRuntime {
 
   /**
    * The monotonic clock stops while the machine sleeps; the wall clock does not. When the
-   * wall clock has run ahead, everything learnt before the sleep may be stale: the onion
-   * announces and searches again at once instead of minutes later on its intervals.
+   * wall clock has run ahead, everything learnt before the sleep may be stale: relays are
+   * tried (or reopened) at once and the onion announces and searches again, instead of
+   * minutes later on back-offs and intervals.
    */
   #noticeSuspend(now: number): void {
     const offset = this.#wallClock() - now;
     const jump = offset - this.#wallOffset;
     this.#wallOffset = offset;
-    if (Math.abs(jump) > SUSPEND_JUMP_MS) this.#messenger?.wake(now);
+    if (Math.abs(jump) <= SUSPEND_JUMP_MS) return;
+    this.#core.wake(now, Math.max(0, jump));
+    this.#messenger?.wake(now);
   }
 
   #fail(command: string, message: string): void {
