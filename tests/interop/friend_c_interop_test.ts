@@ -62,6 +62,11 @@ interopTest("ours<->C over two relays: killing the relay in use loses no lossles
     });
     await watch.stop();
     const s = await c.stats(friend);
+    if (r.timedOut) {
+      // What each side thought when the stream stopped, to tell whose fault a stall is.
+      const st = await us.status();
+      console.log(JSON.stringify({ friend: st.friends[0], relays: st.relays, c: s }));
+    }
     assert.ok(killed, "the relay in use was killed mid-stream");
     assert.equal(r.timedOut, false, `${s.received}/${count} arrived`);
     assert.deepEqual([s.received, s.inOrder], [count, count]);
