@@ -63,7 +63,6 @@ export interface SavedRequestIn {
 
 /** Unanswered requests kept; the oldest goes first (a flood must not grow the file). */
 export const MAX_SAVED_REQUESTS = 256;
-const MAX_REQUEST_BYTES = MAX_FRIEND_REQUEST_DATA_SIZE;
 
 export interface SavedState {
   profile: SavedProfile;
@@ -204,7 +203,7 @@ function fromDocument(doc: unknown): SavedState {
       if (typeof r.nospam !== "string" || !/^[0-9a-fA-F]{8}$/.test(r.nospam)) {
         throw new Invalid(`${at}.request.nospam is not 8 hex digits`);
       }
-      const message = text(r.message, `${at}.request.message`, MAX_REQUEST_BYTES);
+      const message = text(r.message, `${at}.request.message`, MAX_FRIEND_REQUEST_DATA_SIZE);
       if (message.length === 0) throw new Invalid(`${at}.request.message is empty`);
       friend.request = { nospam: r.nospam.toLowerCase(), message };
     }
@@ -222,8 +221,9 @@ function fromDocument(doc: unknown): SavedState {
       if (typeof receivedAt !== "number" || !Number.isSafeInteger(receivedAt) || receivedAt < 0) {
         throw new Invalid(`${at}.received_at is not a non-negative integer (unix milliseconds)`);
       }
-      // The text is whatever the requester sent (up to 1016 bytes); no stricter rule here.
-      return { publicKey, text: text(r.text, `${at}.text`, 4 * MAX_REQUEST_BYTES), receivedAt };
+      // The requester's bytes as UTF-8: each bad byte may have become a 3-byte U+FFFD.
+      const limit = 3 * MAX_FRIEND_REQUEST_DATA_SIZE;
+      return { publicKey, text: text(r.text, `${at}.text`, limit), receivedAt };
     },
   );
   if (requests.length > MAX_SAVED_REQUESTS) {
