@@ -17,6 +17,9 @@ export type CodecErrorCode =
   /** Authentic but from another party than the one the caller expected. */
   | "unexpected_key";
 
+/** Whose fault a closed session or a refused input is: ours, the other end's, or the path between. */
+export type Fault = "local" | "peer" | "network";
+
 export interface CodecError {
   readonly code: CodecErrorCode;
   readonly message: string;

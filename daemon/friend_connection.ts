@@ -14,7 +14,7 @@
  *   another key replaces it (the friend restarted: c-toxcore makes a DHT key per start).
  * - Progress per friend names the stage it is stuck in, so "why offline" has an answer.
  */
-import type { NetCryptoKeys } from "./capture/keylog.ts";
+import type { NetCryptoKeys } from "./net_crypto/connection.ts";
 import { bytesEqual, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { PeerView, TcpConnections } from "./tcp_connections.ts";

@@ -13,7 +13,7 @@
  *   still unconfirmed when the session dies are reported failed (c-toxcore drops them
  *   silently; the user must know to resend).
  */
-import type { NetCryptoKeys } from "./capture/keylog.ts";
+import type { NetCryptoKeys } from "./net_crypto/connection.ts";
 import { bytesEqual, type KeyPair, type RandomBytes, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { TcpConnections, TcpConnectionsEvent } from "./tcp_connections.ts";

@@ -6,7 +6,7 @@
 import { codecError, type Decoded, decoded, EncodeError } from "./codec.ts";
 import { fromHex, PUBLIC_KEY_SIZE, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
-import { parseIpLiteral } from "./tcp/proxy.ts";
+import { parseIpLiteral } from "./ip_text.ts";
 import { formatIPv4, formatIPv6 } from "./ip_text.ts";
 
 export const TOX_AF_INET = 2;

@@ -3,7 +3,7 @@
  * nodes.json format ({"nodes":[{"ipv4","ipv6","tcp_ports","public_key",...}]}).
  * There is no built-in list of public relays: the user supplies them.
  */
-import { parseIpLiteral } from "./tcp/proxy.ts";
+import { parseIpLiteral } from "./ip_text.ts";
 
 export interface RelayAddress {
   readonly host: string;

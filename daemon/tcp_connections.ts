@@ -25,8 +25,9 @@ import { fromHex, toHex } from "./crypto.ts";
 import type { RelayAddress } from "./relay_address.ts";
 import type { ProxyConfig } from "./tcp/proxy.ts";
 import { MAX_DATA_PAYLOAD, MAX_OOB_DATA } from "./tcp/packets.ts";
-import type { Fault, RelayClientStats } from "./tcp/relay_client.ts";
-import type { RelaySendItem, RelayWorkerEvent } from "../workers/messages.ts";
+import type { Fault } from "./codec.ts";
+import type { RelayClientStats } from "./tcp/relay_client.ts";
+import type { RelayLinkEvent, RelaySendItem } from "./tcp/relay_link.ts";
 
 export interface TcpConnectionsConfig {
   /** RECOMMENDED_FRIEND_TCP_CONNECTIONS: relays a peer wants, and ONLINE ones that stop more. */
@@ -612,7 +613,7 @@ export class TcpConnections {
   // ---- inputs from relay workers -----------------------------------------------------------
 
   /** Events of one relay worker, in the order it sent them. */
-  relayEvents(relayHex: string, events: readonly RelayWorkerEvent[], now: number): void {
+  relayEvents(relayHex: string, events: readonly RelayLinkEvent[], now: number): void {
     this.#now = now;
     const relay = this.#relays.get(relayHex.toLowerCase());
     if (!relay) return;
@@ -729,7 +730,7 @@ export class TcpConnections {
 
   // ---- internals: relay events -------------------------------------------------------------
 
-  #onRelayEvent(relay: Relay, e: RelayWorkerEvent, now: number): void {
+  #onRelayEvent(relay: Relay, e: RelayLinkEvent, now: number): void {
     switch (e.type) {
       case "confirmed": {
         if (relay.state !== "connecting") return;

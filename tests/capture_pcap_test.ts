@@ -6,7 +6,8 @@
  * and follow its TCP streams to the exact bytes.
  */
 import assert from "node:assert/strict";
-import { CaptureReader, MAX_CAPLEN, readCaptureFile } from "../daemon/capture/pcap_reader.ts";
+import { CaptureReader, MAX_CAPLEN } from "../daemon/capture/pcap_reader.ts";
+import { readCaptureFile } from "../daemon/capture_file.ts";
 import {
   decryptionSecretsBlock,
   enhancedPacketBlock,

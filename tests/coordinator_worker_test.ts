@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { newKeyPair } from "../daemon/crypto.ts";
 import { CoordinatorRuntime, type RelayPort } from "../workers/coordinator_runtime.ts";
-import type { CoordinatorEvent, FromCoordinator, RelayWorkerEvent } from "../workers/messages.ts";
+import type { CoordinatorEvent, FromCoordinator, RelayLinkEvent } from "../workers/messages.ts";
 import { seededRandom } from "./support/fake_relay.ts";
 import { LoneNode } from "./support/onion_node.ts";
 
@@ -79,7 +79,7 @@ Deno.test("coordinator worker: bad commands get command_failed and the worker li
 class FakePort implements RelayPort {
   readonly log: string[] = [];
   closed = false;
-  constructor(readonly emit: (events: readonly RelayWorkerEvent[]) => void) {}
+  constructor(readonly emit: (events: readonly RelayLinkEvent[]) => void) {}
   route(): void {
     this.log.push("route");
   }
@@ -99,7 +99,7 @@ class FakePort implements RelayPort {
 /** A spawner of fake relay ports, each kept in `ports`. */
 const fakeSpawner =
   (ports: FakePort[]) =>
-  (_opts: unknown, onEvents: (events: readonly RelayWorkerEvent[]) => void) => {
+  (_opts: unknown, onEvents: (events: readonly RelayLinkEvent[]) => void) => {
     const p = new FakePort(onEvents);
     ports.push(p);
     return p;
@@ -157,7 +157,7 @@ Deno.test("relay worker: after attach every command and event goes over the port
   const direct: unknown[] = [];
   worker.onmessage = (e) => direct.push(e.data);
   const { port1, port2 } = new MessageChannel();
-  const seen: RelayWorkerEvent[] = [];
+  const seen: RelayLinkEvent[] = [];
   let wake = () => {};
   port1.onmessage = (e) => {
     seen.push(...e.data.events);

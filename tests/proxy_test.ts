@@ -3,12 +3,12 @@ import { concatBytes } from "../daemon/codec.ts";
 import {
   formatProxyUrl,
   MAX_HTTP_REPLY_HEADER,
-  parseIpLiteral,
   parseProxyUrl,
   ProxyNegotiation,
   type ProxyProgress,
   type ProxyTarget,
 } from "../daemon/tcp/proxy.ts";
+import { parseIpLiteral } from "../daemon/ip_text.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

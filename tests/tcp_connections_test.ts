@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { toHex } from "../daemon/crypto.ts";
 import type { RelayAddress } from "../daemon/relay_address.ts";
-import type { Fault } from "../daemon/tcp/relay_client.ts";
+import type { Fault } from "../daemon/codec.ts";
 import {
   type RelayAction,
   type RelayView,
@@ -14,7 +14,7 @@ import {
   type TcpConnectionsConfig,
   type TcpConnectionsEvent,
 } from "../daemon/tcp_connections.ts";
-import type { RelayWorkerEvent } from "../workers/messages.ts";
+import type { RelayLinkEvent } from "../daemon/tcp/relay_link.ts";
 import { seededRandom } from "./support/fake_relay.ts";
 
 const T0 = 1_000_000;
@@ -70,7 +70,7 @@ function addGlobals(tc: TcpConnections, relays: readonly TestRelay[], now = T0):
   for (const r of relays) assert.equal(tc.addRelay(r.address, now).ok, true);
 }
 
-function feed(tc: TcpConnections, r: TestRelay, now: number, ...events: RelayWorkerEvent[]) {
+function feed(tc: TcpConnections, r: TestRelay, now: number, ...events: RelayLinkEvent[]) {
   tc.relayEvents(r.hex, events, now);
 }
 
@@ -1676,7 +1676,7 @@ Deno.test("random commands and relay events keep every invariant (simulated shel
         const live = [...workers.entries()].filter(([, w]) => !w.dead);
         if (live.length === 0) continue;
         const [hex, w] = pick(live);
-        const ev: RelayWorkerEvent[] = [];
+        const ev: RelayLinkEvent[] = [];
         const routedKeys = [...w.routes.keys()];
         if (!w.confirmed) {
           if (chance(70)) {

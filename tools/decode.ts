@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { KeyStore, parseKeylog } from "../daemon/capture/keylog.ts";
-import { readCaptureFile } from "../daemon/capture/pcap_reader.ts";
+import { readCaptureFile } from "../daemon/capture_file.ts";
 import { DecodePipeline } from "../daemon/capture/pipeline.ts";
 import { FilterError, parseFilter, type RecordFilter } from "../daemon/capture/filter.ts";
 import {

@@ -5,7 +5,7 @@
  * the receiver checks order. Used by the interop tests and the benchmark alike.
  */
 import { type KeyPair, newKeyPair } from "../daemon/crypto.ts";
-import type { RelaySendItem, RelayWorkerEvent } from "../workers/messages.ts";
+import type { RelayLinkEvent, RelaySendItem } from "../daemon/tcp/relay_link.ts";
 import { type RelayConnectOptions, RelayWorkerHandle } from "../workers/relay_handle.ts";
 import { Fanout } from "./fanout.ts";
 import type { RelayAddress } from "../daemon/relay_address.ts";
@@ -27,7 +27,7 @@ export interface FlowEndpoint {
   readonly handle: RelayWorkerHandle;
   readonly publicKey: Uint8Array;
   /** Subscribe to this endpoint's events; returns an unsubscribe function. */
-  subscribe(fn: (events: readonly RelayWorkerEvent[]) => void): () => void;
+  subscribe(fn: (events: readonly RelayLinkEvent[]) => void): () => void;
 }
 
 export interface FlowOptions {
@@ -152,7 +152,7 @@ export function runFlow(
 export class RelayEndpoint implements FlowEndpoint {
   readonly keys: KeyPair;
   readonly handle: RelayWorkerHandle;
-  readonly #events = new Fanout<RelayWorkerEvent>();
+  readonly #events = new Fanout<RelayLinkEvent>();
 
   constructor(opts: Omit<RelayConnectOptions, "self"> & { self?: KeyPair }) {
     this.keys = opts.self ?? newKeyPair();
@@ -163,7 +163,7 @@ export class RelayEndpoint implements FlowEndpoint {
     return this.keys.publicKey;
   }
 
-  subscribe(fn: (events: readonly RelayWorkerEvent[]) => void): () => void {
+  subscribe(fn: (events: readonly RelayLinkEvent[]) => void): () => void {
     return this.#events.subscribe(fn);
   }
 
@@ -175,7 +175,7 @@ export class RelayEndpoint implements FlowEndpoint {
 /** Resolves at the endpoint's first event of `type`; rejects after `ms`. */
 export function waitForEvent(
   ep: FlowEndpoint,
-  type: RelayWorkerEvent["type"],
+  type: RelayLinkEvent["type"],
   ms = 10_000,
 ): Promise<void> {
   return new Promise((resolve, reject) => {

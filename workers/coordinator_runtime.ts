@@ -7,7 +7,7 @@
  * `send_refused` event (with `writable` to follow), so the coordinator's memory is bounded
  * by the relays' send windows, whatever the owner or the relays do.
  */
-import type { NetCryptoKeys } from "../daemon/capture/keylog.ts";
+import type { NetCryptoKeys } from "../daemon/net_crypto/connection.ts";
 import { systemRandom, toHex } from "../daemon/crypto.ts";
 import { Messenger } from "../daemon/messenger.ts";
 import { type RelayAction, TcpConnections } from "../daemon/tcp_connections.ts";
@@ -20,7 +20,7 @@ import type {
   CoordinatorEvent,
   CoordinatorStatus,
   PeerPacket,
-  RelayWorkerEvent,
+  RelayLinkEvent,
   ToCoordinator,
 } from "./messages.ts";
 
@@ -57,7 +57,7 @@ export type RelaySpawner = (
     proxy?: ProxyConfig;
     config?: Partial<RelayClientConfig>;
   },
-  onEvents: (events: readonly RelayWorkerEvent[]) => void,
+  onEvents: (events: readonly RelayLinkEvent[]) => void,
 ) => RelayPort;
 
 export const workerSpawner: RelaySpawner = (opts, onEvents) =>
@@ -420,7 +420,7 @@ export class CoordinatorRuntime {
       case "open": {
         this.#stop(a.relay); // a leftover of an earlier session, if any
         let port: RelayPort | null = null;
-        const onEvents = (events: readonly RelayWorkerEvent[]) => {
+        const onEvents = (events: readonly RelayLinkEvent[]) => {
           // Events of a worker we have let go belong to a session that is over.
           if (port === null || this.#relays.get(a.relay) !== port || this.#closed) return;
           this.#core.relayEvents(a.relay, events, this.#clock());

@@ -23,19 +23,10 @@ import type {
 import type { FriendConnectionConfig } from "../daemon/friend_connection.ts";
 import type { OnionClientConfig, OnionView } from "../daemon/onion/onion_client.ts";
 import type { NetCryptoStats } from "../daemon/net_crypto/net_crypto.ts";
-import type {
-  RelayClientConfig,
-  RelayClientStats,
-  RelayEvent,
-  SendRefusal,
-} from "../daemon/tcp/relay_client.ts";
+import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
+import type { RelayLinkEvent, RelaySendItem } from "../daemon/tcp/relay_link.ts";
 
-export type { RelayAddress };
-
-export type RelaySendItem =
-  | { readonly kind: "data"; readonly publicKey: Uint8Array; readonly data: Uint8Array }
-  | { readonly kind: "oob"; readonly publicKey: Uint8Array; readonly data: Uint8Array }
-  | { readonly kind: "onion"; readonly data: Uint8Array };
+export type { RelayAddress, RelayLinkEvent, RelaySendItem };
 
 /** Owner → relay worker. */
 export type ToRelayWorker =
@@ -109,43 +100,15 @@ export type RelayWorkerObservation =
   | { readonly t: "capture"; readonly events: readonly CaptureEvent[] }
   | { readonly t: "keylog"; readonly entries: readonly KeylogEntry[] };
 
-/** Events the worker adds to the relay client's own. */
-export type RelayWorkerEvent =
-  | RelayEvent
-  | { readonly type: "connecting"; readonly attempt: number; readonly via: string }
-  | { readonly type: "tcp_connected"; readonly connectMs: number }
-  /** Send items the relay client would not take, handed back so nothing is silently lost. */
-  | {
-    readonly type: "refused";
-    readonly reason: SendRefusal;
-    readonly message: string;
-    readonly items: readonly RelaySendItem[];
-  }
-  | { readonly type: "stats"; readonly stats: RelayClientStats }
-  /**
-   * Credit: data-lane items (DATA, OOB, onion) handed to the socket since the last report.
-   * An owner that keeps (items sent − items credited − items refused) under a window never
-   * overfills the lane; one event per batch, not per packet.
-   */
-  | { readonly type: "sent"; readonly packets: number }
-  /** The session closed on a stall and the worker is reconnecting with the same key. */
-  | { readonly type: "reconnecting"; readonly attempt: number; readonly routes: number }
-  /** The Worker itself died (an uncaught error): its socket is gone with it. */
-  | { readonly type: "crashed"; readonly message: string }
-  /** A command the worker could not understand (an owner bug). */
-  | { readonly type: "bad_command"; readonly message: string }
-  /** Last message of a worker told to close: its socket is closed, it is exiting. */
-  | { readonly type: "shutdown" };
-
 /** Relay worker → owner. */
 export type FromRelayWorker = {
   readonly t: "events";
-  readonly events: readonly RelayWorkerEvent[];
+  readonly events: readonly RelayLinkEvent[];
 };
 
 /** Buffers worth transferring in a batch of send items or events. */
 export function transferablesOf(
-  items: readonly (RelaySendItem | RelayWorkerEvent)[],
+  items: readonly (RelaySendItem | RelayLinkEvent)[],
 ): ArrayBuffer[] {
   const out: ArrayBuffer[] = [];
   const seen = new Set<ArrayBufferLike>();

@@ -7,7 +7,7 @@ import { RelayConnection, type RelayObserver } from "./relay_connection.ts";
 import {
   type FromRelayWorker,
   type RelayObserve,
-  type RelayWorkerEvent,
+  type RelayLinkEvent,
   type RelayWorkerObservation,
   type ToRelayWorker,
   transferablesOf,
@@ -28,7 +28,7 @@ function observe(what: RelayObserve): RelayObserver | undefined {
   };
 }
 
-function post(events: RelayWorkerEvent[]): void {
+function post(events: RelayLinkEvent[]): void {
   const msg: FromRelayWorker = { t: "events", events };
   if (port !== null) port.postMessage(msg, transferablesOf(events));
   else self.postMessage(msg, transferablesOf(events));

@@ -9,8 +9,8 @@ import { fromHex, systemRandom } from "../daemon/crypto.ts";
 import { RelayClient } from "../daemon/tcp/relay_client.ts";
 import { formatProxyUrl } from "../daemon/tcp/proxy.ts";
 import { DeadlineTimer } from "./deadline_timer.ts";
-import type { TcpSessionKeys } from "../daemon/capture/keylog.ts";
-import type { CaptureEvent, RelaySendItem, RelayWorkerEvent, ToRelayWorker } from "./messages.ts";
+import type { TcpSessionKeys } from "../daemon/tcp/handshake.ts";
+import type { CaptureEvent, RelaySendItem, RelayLinkEvent, ToRelayWorker } from "./messages.ts";
 
 type ConnectCommand = Extract<ToRelayWorker, { t: "connect" }>;
 
@@ -29,14 +29,14 @@ const READ_BUFFER = 64 * 1024;
 
 export class RelayConnection {
   readonly #cmd: ConnectCommand;
-  readonly #emit: (events: RelayWorkerEvent[]) => void;
+  readonly #emit: (events: RelayLinkEvent[]) => void;
   readonly #clock: () => number;
   readonly #relayPk: Uint8Array;
   #client: RelayClient | null = null;
   #conn: Deno.TcpConn | null = null;
   #writing = false;
   readonly #timer = new DeadlineTimer();
-  #outbox: RelayWorkerEvent[] = [];
+  #outbox: RelayLinkEvent[] = [];
   #flushQueued = false;
   #attempt = 0;
   #closedByOwner = false;
@@ -51,7 +51,7 @@ export class RelayConnection {
 
   constructor(
     cmd: ConnectCommand,
-    emit: (events: RelayWorkerEvent[]) => void,
+    emit: (events: RelayLinkEvent[]) => void,
     clock: () => number = () => performance.now(),
     observer?: RelayObserver,
   ) {
@@ -178,7 +178,7 @@ export class RelayConnection {
     const client = this.#client;
     if (client === null) return;
     const events = client.takeEvents();
-    let closed: Extract<RelayWorkerEvent, { type: "closed" }> | null = null;
+    let closed: Extract<RelayLinkEvent, { type: "closed" }> | null = null;
     for (const e of events) {
       if (e.type === "closed") closed = e;
     }
@@ -226,7 +226,7 @@ export class RelayConnection {
     }
   }
 
-  #push(...events: RelayWorkerEvent[]): void {
+  #push(...events: RelayLinkEvent[]): void {
     for (const e of events) this.#outbox.push(e);
     this.#scheduleFlush();
   }
@@ -341,7 +341,7 @@ export class RelayConnection {
   #pushRefused(items: RelaySendItem[], r: { reason: string; message: string }): void {
     this.#push({
       type: "refused",
-      reason: r.reason as Extract<RelayWorkerEvent, { type: "refused" }>["reason"],
+      reason: r.reason as Extract<RelayLinkEvent, { type: "refused" }>["reason"],
       message: r.message,
       items,
     });

@@ -9,7 +9,7 @@ import {
   type FromRelayWorker,
   type RelayAddress,
   type RelaySendItem,
-  type RelayWorkerEvent,
+  type RelayLinkEvent,
   type ToRelayWorker,
   transferablesOf,
 } from "./messages.ts";
@@ -39,7 +39,7 @@ export class RelayWorkerHandle {
 
   constructor(
     opts: RelayConnectOptions,
-    onEvents: (events: readonly RelayWorkerEvent[]) => void,
+    onEvents: (events: readonly RelayLinkEvent[]) => void,
     channel: RelayChannelFactory = spawnHere,
   ) {
     this.#worker = channel(

@@ -24,32 +24,16 @@
  * In pcapng the same text travels in Decryption Secrets Blocks of type SECRETS_TYPE_TOX_KEYLOG.
  */
 import { NONCE_SIZE, PUBLIC_KEY_SIZE, SHARED_KEY_SIZE, toHex } from "../crypto.ts";
+import type { TcpSessionKeys } from "../tcp/handshake.ts";
+import type { NetCryptoKeys } from "../net_crypto/connection.ts";
+
+export type { NetCryptoKeys, TcpSessionKeys };
 
 /** pcapng DSB secrets type: "TOXK". */
 export const SECRETS_TYPE_TOX_KEYLOG = 0x544f584b;
 
 export const KEYLOG_HEADER =
   "# toxtcp key log v1: secrets of the sessions below; whoever holds this file can read them\n";
-
-export interface TcpSessionKeys {
-  readonly kind: "tcp_session";
-  readonly handshakeNonce: Uint8Array;
-  readonly relayPublicKey: Uint8Array;
-  readonly sessionKey: Uint8Array;
-  readonly clientNonce: Uint8Array;
-  readonly relayNonce: Uint8Array;
-}
-
-export interface NetCryptoKeys {
-  readonly kind: "net_crypto";
-  readonly selfDhtPublicKey: Uint8Array;
-  readonly peerDhtPublicKey: Uint8Array;
-  readonly selfRealPublicKey: Uint8Array;
-  readonly peerRealPublicKey: Uint8Array;
-  readonly sessionKey: Uint8Array;
-  readonly selfNonce: Uint8Array;
-  readonly peerNonce: Uint8Array;
-}
 
 export type KeylogEntry = TcpSessionKeys | NetCryptoKeys;
 

@@ -16,7 +16,6 @@
  * The connection never touches a socket: it hands sealed packets to its host, which answers
  * sent / congested / unreachable, and it asks for nothing but `now`.
  */
-import type { NetCryptoKeys } from "../capture/keylog.ts";
 import {
   bytesEqual,
   incrementNonce,
@@ -864,4 +863,16 @@ export class CryptoConnection {
     this.#host.emit({ type: "crypto_state", peer: this.peer, state: "killed" });
     this.#host.emit({ type: "killed", peer: this.peer, cause, reason, wasEstablished });
   }
+}
+
+/** What the key log (capture/keylog.ts) records of one session: enough to open its data packets. */
+export interface NetCryptoKeys {
+  readonly kind: "net_crypto";
+  readonly selfDhtPublicKey: Uint8Array;
+  readonly peerDhtPublicKey: Uint8Array;
+  readonly selfRealPublicKey: Uint8Array;
+  readonly peerRealPublicKey: Uint8Array;
+  readonly sessionKey: Uint8Array;
+  readonly selfNonce: Uint8Array;
+  readonly peerNonce: Uint8Array;
 }

@@ -9,7 +9,7 @@
  * - A handshake with no session is a peer dialling us: it is opened without an expected key
  *   and offered to the layer above (friend_connection accepts friends only).
  */
-import type { NetCryptoKeys } from "../capture/keylog.ts";
+import type { NetCryptoKeys } from "./connection.ts";
 import { fromHex, type KeyPair, precompute, type RandomBytes, toHex } from "../crypto.ts";
 import {
   CryptoConnection,

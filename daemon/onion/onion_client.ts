@@ -9,7 +9,7 @@ import { bytesEqual, type KeyPair, newKeyPair, type RandomBytes, toHex } from ".
 import type { RelayAddress } from "../relay_address.ts";
 import { formatRelayAddress } from "../relay_address.ts";
 import { type PackedNode, packedNodeToRelay, relayToPackedNode } from "../packed_node.ts";
-import { parseIpLiteral } from "../tcp/proxy.ts";
+import { parseIpLiteral } from "../ip_text.ts";
 import { precompute } from "../crypto.ts";
 import {
   announceResponseSendback,

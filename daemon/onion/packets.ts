@@ -20,7 +20,7 @@ import {
 } from "../crypto.ts";
 import { formatIPv4, formatIPv6 } from "../ip_text.ts";
 import { decodePackedNodes, encodePackedNodes, type PackedNode } from "../packed_node.ts";
-import { parseIpLiteral } from "../tcp/proxy.ts";
+import { parseIpLiteral } from "../ip_text.ts";
 
 export const NET_PACKET_ONION_SEND_1 = 0x81;
 export const NET_PACKET_ONION_SEND_2 = 0x82;

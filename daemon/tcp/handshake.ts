@@ -159,3 +159,13 @@ export function acceptClientHandshake(
     session: { sharedKey, sendNonce, recvNonce: plain.slice(PUBLIC_KEY_SIZE) },
   };
 }
+
+/** What the key log (capture/keylog.ts) records of one relay session: enough to open its frames. */
+export interface TcpSessionKeys {
+  readonly kind: "tcp_session";
+  readonly handshakeNonce: Uint8Array;
+  readonly relayPublicKey: Uint8Array;
+  readonly sessionKey: Uint8Array;
+  readonly clientNonce: Uint8Array;
+  readonly relayNonce: Uint8Array;
+}

@@ -14,7 +14,7 @@
  * first, and frames always reach the socket in nonce order. Only the chunk already handed
  * to the socket (possibly half written) is ahead of it.
  */
-import { concatBytes } from "../codec.ts";
+import { concatBytes, type Fault } from "../codec.ts";
 import { bytesEqual, type KeyPair, type RandomBytes, toHex } from "../crypto.ts";
 import {
   completeClientHandshake,
@@ -38,13 +38,11 @@ import {
 } from "./packets.ts";
 import { DEFAULT_PACER, frameCharge, Pacer, type PacerConfig } from "./pacer.ts";
 import { type ProxyKind, ProxyNegotiation, type ProxyTarget } from "./proxy.ts";
-import type { TcpSessionKeys } from "../capture/keylog.ts";
+import type { TcpSessionKeys } from "./handshake.ts";
 
 export type RelayState = "connecting" | "proxy" | "unconfirmed" | "confirmed" | "disconnected";
 
 /** Whose fault a closed connection is. */
-export type Fault = "local" | "peer" | "network";
-
 export type CloseReason =
   | "closed_by_owner"
   | "connect_timeout"

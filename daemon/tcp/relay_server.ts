@@ -79,7 +79,7 @@ import {
   packetName,
   type RelayPacket,
 } from "./packets.ts";
-import type { Fault } from "./relay_client.ts";
+import type { Fault } from "../codec.ts";
 
 /** MAX_INCOMING_CONNECTIONS (TCP_server.h): size of each ring of not-yet-confirmed sockets. */
 export const MAX_INCOMING_CONNECTIONS = 256;

@@ -1,9 +1,9 @@
 /** Collects worker events (relay or coordinator) and lets a test wait for one, bounded in time. */
-import type { RelayWorkerEvent } from "../../workers/messages.ts";
+import type { RelayLinkEvent } from "../../daemon/tcp/relay_link.ts";
 
 type Typed = { readonly type: string };
 
-export class EventLog<E extends Typed = RelayWorkerEvent> {
+export class EventLog<E extends Typed = RelayLinkEvent> {
   readonly events: E[] = [];
   #waiters: { pred: (e: E) => boolean; resolve: (e: E) => void }[] = [];
   readonly #skip: ReadonlySet<string>;

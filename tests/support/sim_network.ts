@@ -13,7 +13,7 @@ import type { KeyPair } from "../../daemon/crypto.ts";
 import { Messenger, type MessengerEvent } from "../../daemon/messenger.ts";
 import type { FriendConnectionConfig } from "../../daemon/friend_connection.ts";
 import { TcpConnections } from "../../daemon/tcp_connections.ts";
-import type { RelayAddress, RelayWorkerEvent } from "../../workers/messages.ts";
+import type { RelayAddress, RelayLinkEvent } from "../../workers/messages.ts";
 import { seededRandom } from "./fake_relay.ts";
 import { LoneNode } from "./onion_node.ts";
 
@@ -223,7 +223,7 @@ export class SimNet {
     this.#queue.splice(i, 0, s);
   }
 
-  #to(nodeName: string, relayHex: string, e: RelayWorkerEvent): void {
+  #to(nodeName: string, relayHex: string, e: RelayLinkEvent): void {
     this.#schedule(this.latencyMs, () => {
       const node = this.nodes.get(nodeName);
       if (node === undefined) return; // removed while this was in flight
