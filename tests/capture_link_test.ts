@@ -1,5 +1,5 @@
 /**
- * daemon/capture/link.ts: frames of every link type we read, built here byte by byte, down to
+ * daemon/core/capture/link.ts: frames of every link type we read, built here byte by byte, down to
  * the TCP segment; VLAN tags, IPv4 options, IPv6 extension headers, fragments, non-TCP and
  * garbage (never a throw); RFC 5952 address text. And the frames tcp_synth.ts makes decode to
  * the numbers they claim, with checksums that verify.
@@ -17,8 +17,8 @@ import {
   LINKTYPE_LOOP,
   LINKTYPE_NULL,
   LINKTYPE_RAW,
-} from "../daemon/capture/link.ts";
-import { parseAddress, SyntheticTcpStream } from "../daemon/capture/tcp_synth.ts";
+} from "../daemon/core/capture/link.ts";
+import { parseAddress, SyntheticTcpStream } from "../daemon/core/capture/tcp_synth.ts";
 import {
   TCP_ACK,
   TCP_FIN,
@@ -26,8 +26,8 @@ import {
   TCP_RST,
   TCP_SYN,
   type TcpSegment,
-} from "../daemon/capture/types.ts";
-import { concatBytes as concat } from "../daemon/codec.ts";
+} from "../daemon/core/capture/types.ts";
+import { concatBytes as concat } from "../daemon/core/common/codec.ts";
 
 const u16 = (v: number) => Uint8Array.of(v >> 8, v & 0xff);
 const enc = new TextEncoder();

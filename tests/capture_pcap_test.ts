@@ -1,22 +1,22 @@
 /**
- * daemon/capture/pcap_reader.ts, pcapng_writer.ts and tcp_synth.ts: files are built here,
+ * daemon/core/capture/pcap_reader.ts, pcapng_writer.ts and tcp_synth.ts: files are built here,
  * byte by byte, from the pcap and pcapng definitions (not with the writer under test), then
  * read whole, in pieces, cut at every byte and mutated at random; the writer's output is read
  * back; and when tshark is there, it must open the daemon-style capture without a complaint
  * and follow its TCP streams to the exact bytes.
  */
 import assert from "node:assert/strict";
-import { CaptureReader, MAX_CAPLEN } from "../daemon/capture/pcap_reader.ts";
-import { readCaptureFile } from "../daemon/capture_file.ts";
+import { CaptureReader, MAX_CAPLEN } from "../daemon/core/capture/pcap_reader.ts";
+import { readCaptureFile } from "../daemon/shell/capture_file.ts";
 import {
   decryptionSecretsBlock,
   enhancedPacketBlock,
   interfaceDescriptionBlock,
   sectionHeaderBlock,
-} from "../daemon/capture/pcapng_writer.ts";
-import { SyntheticTcpStream } from "../daemon/capture/tcp_synth.ts";
-import type { CapturePacket, CaptureRecord, Timestamp } from "../daemon/capture/types.ts";
-import { seededUnit as rng } from "../tools/seeded_random.ts";
+} from "../daemon/core/capture/pcapng_writer.ts";
+import { SyntheticTcpStream } from "../daemon/core/capture/tcp_synth.ts";
+import type { CapturePacket, CaptureRecord, Timestamp } from "../daemon/core/capture/types.ts";
+import { seededUnit as rng } from "../tools/testbed/seeded_random.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Builders

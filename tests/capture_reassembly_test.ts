@@ -1,9 +1,12 @@
 /**
- * daemon/capture/tcp_reassembly.ts: segments built by hand (no capture files), events checked
+ * daemon/core/capture/tcp_reassembly.ts: segments built by hand (no capture files), events checked
  * byte for byte — order, offsets, gaps, lifecycles and the bounds on memory.
  */
 import { strict as assert } from "node:assert";
-import { TcpReassembler, type TcpReassemblerOptions } from "../daemon/capture/tcp_reassembly.ts";
+import {
+  TcpReassembler,
+  type TcpReassemblerOptions,
+} from "../daemon/core/capture/tcp_reassembly.ts";
 import {
   type Direction,
   type Endpoint,
@@ -15,8 +18,8 @@ import {
   TCP_SYN,
   type TcpSegment,
   type Timestamp,
-} from "../daemon/capture/types.ts";
-import { seededUnit as prng } from "../tools/seeded_random.ts";
+} from "../daemon/core/capture/types.ts";
+import { seededUnit as prng } from "../tools/testbed/seeded_random.ts";
 
 const EMPTY = new Uint8Array(0);
 const CLIENT: Endpoint = { addr: "192.0.2.10", port: 50000 };

@@ -5,14 +5,14 @@
  * either source of keys; the files are 0600; the key log lines parse.
  */
 import assert from "node:assert/strict";
-import { Recorder } from "../daemon/recorder.ts";
-import { Logger } from "../daemon/log.ts";
-import { parseKeylog } from "../daemon/capture/keylog.ts";
-import { CaptureReader } from "../daemon/capture/pcap_reader.ts";
-import { fromHex } from "../daemon/crypto.ts";
-import { FriendEndpoint } from "../tools/friend_flow.ts";
+import { Recorder } from "../daemon/shell/recorder.ts";
+import { Logger } from "../daemon/shell/log.ts";
+import { parseKeylog } from "../daemon/core/capture/keylog.ts";
+import { CaptureReader } from "../daemon/core/capture/pcap_reader.ts";
+import { fromHex } from "../daemon/core/common/crypto.ts";
+import { FriendEndpoint } from "../tools/testbed/friend_flow.ts";
 import { main as decode } from "../tools/decode.ts";
-import { startRoutingRelay } from "./support/routing_relay.ts";
+import { startRoutingRelay } from "../tools/testbed/routing_relay.ts";
 import { withTempDir } from "./support/temp_dir.ts";
 
 async function decodeJson(args: string[]) {

@@ -1,5 +1,5 @@
 /**
- * daemon/capture/tox_stream.ts: real relay streams built with the real codecs (handshake,
+ * daemon/core/capture/tox_stream.ts: real relay streams built with the real codecs (handshake,
  * frames, relay packets, net_crypto data packets, friend packets), fed as StreamEvents cut
  * anywhere, decoded without keys, with TCP_SESSION keys and with NET_CRYPTO keys; proxies,
  * wrong keys, gaps, non-Tox streams and garbage.
@@ -11,12 +11,19 @@ import {
   newKeyPair,
   type RandomBytes,
   toHex,
-} from "../daemon/crypto.ts";
-import { encodeFriendPacket, type FriendPacket } from "../daemon/friend_packets.ts";
-import { KeyStore, type NetCryptoKeys, type TcpSessionKeys } from "../daemon/capture/keylog.ts";
-import { type StreamSummary, ToxStreamDecoder } from "../daemon/capture/tox_stream.ts";
-import { infoOf, protocolOf } from "../daemon/capture/format.ts";
-import { parseFilter } from "../daemon/capture/filter.ts";
+} from "../daemon/core/common/crypto.ts";
+import {
+  encodeFriendPacket,
+  type FriendPacket,
+} from "../daemon/core/friend_connection/friend_packets.ts";
+import {
+  KeyStore,
+  type NetCryptoKeys,
+  type TcpSessionKeys,
+} from "../daemon/core/capture/keylog.ts";
+import { type StreamSummary, ToxStreamDecoder } from "../daemon/core/capture/tox_stream.ts";
+import { infoOf, protocolOf } from "../daemon/core/capture/format.ts";
+import { parseFilter } from "../daemon/core/capture/filter.ts";
 import type {
   FriendLayer,
   Layer,
@@ -29,28 +36,28 @@ import type {
   ToxNotice,
   ToxOutput,
   ToxRecord,
-} from "../daemon/capture/tox_records.ts";
+} from "../daemon/core/capture/tox_records.ts";
 import {
   type Direction,
   type StreamEvent,
   type StreamInfo,
   type Timestamp,
   timestampFromMs,
-} from "../daemon/capture/types.ts";
+} from "../daemon/core/capture/types.ts";
 import {
   encodeCookieRequest,
   encodeDataPlain,
   encodeRequestPacket,
   sealDataPacket,
-} from "../daemon/net_crypto/packets.ts";
-import { sealFrame } from "../daemon/tcp/framing.ts";
+} from "../daemon/core/net_crypto/packets.ts";
+import { sealFrame } from "../daemon/core/tcp_common/framing.ts";
 import {
   acceptClientHandshake,
   completeClientHandshake,
   createClientHandshake,
   type SecureSession,
-} from "../daemon/tcp/handshake.ts";
-import { encodeRelayPacket, type RelayPacket } from "../daemon/tcp/packets.ts";
+} from "../daemon/core/tcp_common/handshake.ts";
+import { encodeRelayPacket, type RelayPacket } from "../daemon/core/tcp_common/packets.ts";
 import {
   createOnionPath,
   decodeDataRequest,
@@ -59,8 +66,8 @@ import {
   encodeDataRequest,
   encodeFriendRequest,
   encodeOnionRequestTcp,
-} from "../daemon/onion/packets.ts";
-import { seededRandom } from "./support/fake_relay.ts";
+} from "../daemon/core/onion/packets.ts";
+import { seededRandom } from "../tools/testbed/fake_relay.ts";
 
 // ---- building captures ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import {
   relaysOfNodesFile,
   resolveConfig,
   USAGE,
-} from "../daemon/config.ts";
+} from "../daemon/shell/config.ts";
 
 const PK_A = "6BBF183586E9645F7AB2C73D6DCAF1456D1AB1DA1AFB8C077FB2A7176FA7F865";
 const PK_B = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

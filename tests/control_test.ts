@@ -16,11 +16,11 @@ import {
   okReply,
   parseRequest,
   type RequestId,
-} from "../daemon/control.ts";
-import { fromHex } from "../daemon/crypto.ts";
-import { toxId } from "../daemon/identity.ts";
-import { MAX_MESSAGE_LENGTH } from "../daemon/messenger.ts";
-import { MAX_CRYPTO_DATA_SIZE } from "../daemon/net_crypto/packets.ts";
+} from "../daemon/shell/control.ts";
+import { fromHex } from "../daemon/core/common/crypto.ts";
+import { toxId } from "../daemon/shell/identity.ts";
+import { MAX_MESSAGE_LENGTH } from "../daemon/core/messenger/messenger.ts";
+import { MAX_CRYPTO_DATA_SIZE } from "../daemon/core/net_crypto/packets.ts";
 
 const enc = new TextEncoder();
 const bytes = (s: string) => enc.encode(s);

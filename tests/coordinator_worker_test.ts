@@ -4,10 +4,10 @@
  * TcpConnections decides reaches the relays, and a crashed relay Worker is replaced.
  */
 import assert from "node:assert/strict";
-import { newKeyPair } from "../daemon/crypto.ts";
+import { newKeyPair } from "../daemon/core/common/crypto.ts";
 import { CoordinatorRuntime, type RelayPort } from "../workers/coordinator_runtime.ts";
 import type { CoordinatorEvent, FromCoordinator, RelayLinkEvent } from "../workers/messages.ts";
-import { seededRandom } from "./support/fake_relay.ts";
+import { seededRandom } from "../tools/testbed/fake_relay.ts";
 import { LoneNode } from "./support/onion_node.ts";
 
 const RELAY = { host: "127.0.0.1", port: 9, publicKey: "ab".repeat(32) };
@@ -97,13 +97,15 @@ class FakePort implements RelayPort {
 }
 
 /** A spawner of fake relay ports, each kept in `ports`. */
-const fakeSpawner =
-  (ports: FakePort[]) =>
-  (_opts: unknown, onEvents: (events: readonly RelayLinkEvent[]) => void) => {
-    const p = new FakePort(onEvents);
-    ports.push(p);
-    return p;
-  };
+const fakeSpawner = (ports: FakePort[]) =>
+(
+  _opts: unknown,
+  onEvents: (events: readonly RelayLinkEvent[]) => void,
+) => {
+  const p = new FakePort(onEvents);
+  ports.push(p);
+  return p;
+};
 
 Deno.test("coordinator runtime: routes reach the relay port; a crashed relay Worker is replaced after its back-off", async () => {
   let now = 0;

@@ -1,5 +1,5 @@
 /**
- * daemon/crypto.ts against spec/crypto.md: the three libsodium-verified vectors of §6, the
+ * daemon/core/common/crypto.ts against spec/crypto.md: the three libsodium-verified vectors of §6, the
  * extra checks listed after them, and the toxcore edge rules of §2 and §4.
  */
 import assert from "node:assert/strict";
@@ -18,7 +18,7 @@ import {
   publicKeyOf,
   seal,
   toHex,
-} from "../daemon/crypto.ts";
+} from "../daemon/core/common/crypto.ts";
 
 interface Vector {
   readonly name: string;

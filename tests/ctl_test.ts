@@ -1,7 +1,7 @@
 /** tools/ctl.ts against a fake control socket that answers canned replies per `cmd`. */
 import assert from "node:assert/strict";
 import { ControlClient, ControlClientError, main } from "../tools/ctl.ts";
-import { defaultSocketPath } from "../daemon/paths.ts";
+import { defaultSocketPath } from "../daemon/shell/paths.ts";
 
 const PK_A = "a".repeat(64);
 const PK_B = "0123456789abcdef".repeat(4);

@@ -1,15 +1,15 @@
 /**
  * `deno task decode` at its boundary (tools/decode.ts main): a capture made by the real
- * codecs (tools/capture_fixture.ts) printed as lines, JSON, stats and a followed stream;
+ * codecs (tools/testbed/capture_fixture.ts) printed as lines, JSON, stats and a followed stream;
  * filters; keys from a key log file or from inside the capture; damaged files reported with
  * the byte offset and everything before them still printed; bad arguments refused.
  */
 import assert from "node:assert/strict";
 import { main } from "../tools/decode.ts";
-import { buildCaptureFixture } from "../tools/capture_fixture.ts";
-import { decryptionSecretsBlock } from "../daemon/capture/pcapng_writer.ts";
-import { SECRETS_TYPE_TOX_KEYLOG } from "../daemon/capture/keylog.ts";
-import { toHex } from "../daemon/crypto.ts";
+import { buildCaptureFixture } from "../tools/testbed/capture_fixture.ts";
+import { decryptionSecretsBlock } from "../daemon/core/capture/pcapng_writer.ts";
+import { SECRETS_TYPE_TOX_KEYLOG } from "../daemon/core/capture/keylog.ts";
+import { toHex } from "../daemon/core/common/crypto.ts";
 import { withTempDir } from "./support/temp_dir.ts";
 
 async function run(args: string[]) {

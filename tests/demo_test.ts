@@ -3,7 +3,7 @@
  * leaves behind (nothing: no process, no temp dir). Needs nothing but Deno.
  */
 import assert from "node:assert/strict";
-import { pidAlive } from "../tools/processes.ts";
+import { pidAlive } from "../tools/testbed/processes.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const BOUND_MS = 60_000;

@@ -1,12 +1,12 @@
 /**
- * daemon/friend_packets.ts against spec/friend_connection.md §2 and §4.1 (the receive rules
+ * daemon/core/friend_connection/friend_packets.ts against spec/friend_connection.md §2 and §4.1 (the receive rules
  * friend_connection.ts and messenger.ts apply): every kind round-trips, every length rule at
  * its boundary, and friend_connection.ts and messenger.ts export the codec's own ids and limits.
  */
 import assert from "node:assert/strict";
-import { EncodeError } from "../daemon/codec.ts";
-import * as fc from "../daemon/friend_connection.ts";
-import * as fp from "../daemon/friend_packets.ts";
+import { EncodeError } from "../daemon/core/common/codec.ts";
+import * as fc from "../daemon/core/friend_connection/friend_connection.ts";
+import * as fp from "../daemon/core/friend_connection/friend_packets.ts";
 import {
   decodeFriendPacket,
   encodeFriendPacket,
@@ -16,10 +16,10 @@ import {
   MAX_MESSAGE_LENGTH,
   MAX_NAME_LENGTH,
   MAX_STATUSMESSAGE_LENGTH,
-} from "../daemon/friend_packets.ts";
-import * as messenger from "../daemon/messenger.ts";
-import { encodeRequestPacket, MAX_CRYPTO_DATA_SIZE } from "../daemon/net_crypto/packets.ts";
-import { encodePackedNodes, type PackedNode } from "../daemon/packed_node.ts";
+} from "../daemon/core/friend_connection/friend_packets.ts";
+import * as messenger from "../daemon/core/messenger/messenger.ts";
+import { encodeRequestPacket, MAX_CRYPTO_DATA_SIZE } from "../daemon/core/net_crypto/packets.ts";
+import { encodePackedNodes, type PackedNode } from "../daemon/core/common/packed_node.ts";
 import { fails, ok } from "./support/decoded.ts";
 
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);

@@ -4,8 +4,8 @@
  * anywhere unless a test says so.
  */
 import assert from "node:assert/strict";
-import { toHex } from "../daemon/crypto.ts";
-import type { MessengerEvent } from "../daemon/messenger.ts";
+import { toHex } from "../daemon/core/common/crypto.ts";
+import type { MessengerEvent } from "../daemon/core/messenger/messenger.ts";
 import { SimNet, type SimNode } from "./support/sim_network.ts";
 
 function ofType<T extends MessengerEvent["type"]>(

@@ -3,7 +3,7 @@
  * reason that blames the relay, while the relay worker and other connections live on.
  */
 import assert from "node:assert/strict";
-import { newKeyPair } from "../daemon/crypto.ts";
+import { newKeyPair } from "../daemon/core/common/crypto.ts";
 import { RelayWorkerHandle } from "../workers/relay_handle.ts";
 import { FakeRelayServer, politeRelay, type RelayScript } from "./support/fake_relay_server.ts";
 import { EventLog } from "./support/events.ts";

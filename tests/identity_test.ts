@@ -1,7 +1,12 @@
 /** The Tox ID and the identity file: hand-worked checksums, creation, and refusing bad files. */
 import assert from "node:assert/strict";
-import { fromHex, publicKeyOf, type RandomBytes, toHex } from "../daemon/crypto.ts";
-import { IdentityError, loadOrCreateIdentity, parseFriendKey, toxId } from "../daemon/identity.ts";
+import { fromHex, publicKeyOf, type RandomBytes, toHex } from "../daemon/core/common/crypto.ts";
+import {
+  IdentityError,
+  loadOrCreateIdentity,
+  parseFriendKey,
+  toxId,
+} from "../daemon/shell/identity.ts";
 import { listDir, withTempDir as inTempDir } from "./support/temp_dir.ts";
 
 /** Deterministic bytes, different per seed, so two "random" identities differ. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { SimNet, type SimNode } from "./support/sim_network.ts";
-import type { MessengerEvent } from "../daemon/messenger.ts";
-import { toHex } from "../daemon/crypto.ts";
+import type { MessengerEvent } from "../daemon/core/messenger/messenger.ts";
+import { toHex } from "../daemon/core/common/crypto.ts";
 
 function ofType<T extends MessengerEvent["type"]>(
   n: SimNode,

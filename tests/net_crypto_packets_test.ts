@@ -1,11 +1,11 @@
 /**
- * daemon/net_crypto/packets.ts against spec/net_crypto.md: the §13 worked example byte for byte,
+ * daemon/core/net_crypto/packets.ts against spec/net_crypto.md: the §13 worked example byte for byte,
  * the cookie (§4), cookie request/response (§3, §5), handshake (§6), data packets and their
  * nonce trick (§8), the inner plaintext (§8.1) and the request packet (§8.3).
  */
 import assert from "node:assert/strict";
 import { sha512 } from "@noble/hashes/sha2.js";
-import { EncodeError } from "../daemon/codec.ts";
+import { EncodeError } from "../daemon/core/common/codec.ts";
 import {
   CryptoError,
   fromHex,
@@ -17,7 +17,7 @@ import {
   publicKeyOf,
   seal,
   toHex,
-} from "../daemon/crypto.ts";
+} from "../daemon/core/common/crypto.ts";
 import {
   advanceRecvNonce,
   COOKIE_LENGTH,
@@ -57,8 +57,8 @@ import {
   PACKET_ID_REQUEST,
   sealDataPacket,
   walkRequestPacket,
-} from "../daemon/net_crypto/packets.ts";
-import { seededUnit as prng } from "../tools/seeded_random.ts";
+} from "../daemon/core/net_crypto/packets.ts";
+import { seededUnit as prng } from "../tools/testbed/seeded_random.ts";
 import { fails, ok } from "./support/decoded.ts";
 
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);

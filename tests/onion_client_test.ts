@@ -4,10 +4,10 @@
  * network; tests/support/onion_node.ts).
  */
 import assert from "node:assert/strict";
-import { bytesEqual, newKeyPair, toHex } from "../daemon/crypto.ts";
-import { encodeFriendRequest } from "../daemon/onion/packets.ts";
-import { OnionClient, type OnionClientEvent } from "../daemon/onion/onion_client.ts";
-import { seededRandom } from "../tools/seeded_random.ts";
+import { bytesEqual, newKeyPair, toHex } from "../daemon/core/common/crypto.ts";
+import { encodeFriendRequest } from "../daemon/core/onion/packets.ts";
+import { OnionClient, type OnionClientEvent } from "../daemon/core/onion/onion_client.ts";
+import { seededRandom } from "../tools/testbed/seeded_random.ts";
 import { LoneNode } from "./support/onion_node.ts";
 import { FakeOnionNetwork } from "./support/onion_network.ts";
 

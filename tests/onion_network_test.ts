@@ -1,10 +1,15 @@
 /**
  * The fake onion network (tests/support/onion_network.ts) against spec/onion.md §3–§5, driven
- * by a client made by hand from daemon/onion/packets.ts alone, on virtual time: what a real
+ * by a client made by hand from daemon/core/onion/packets.ts alone, on virtual time: what a real
  * bootstrapd answers must be what the fake answers, or the onion client's tests prove nothing.
  */
 import assert from "node:assert/strict";
-import { type KeyPair, newKeyPair, precompute, type RandomBytes } from "../daemon/crypto.ts";
+import {
+  type KeyPair,
+  newKeyPair,
+  precompute,
+  type RandomBytes,
+} from "../daemon/core/common/crypto.ts";
 import {
   type AnnounceResponse,
   announceResponseSendback,
@@ -16,8 +21,8 @@ import {
   encodeOnionRequestTcp,
   openAnnounceResponse,
   openDataResponse,
-} from "../daemon/onion/packets.ts";
-import { seededRandom } from "../tools/seeded_random.ts";
+} from "../daemon/core/onion/packets.ts";
+import { seededRandom } from "../tools/testbed/seeded_random.ts";
 import { fails, ok } from "./support/decoded.ts";
 import {
   FakeOnionNetwork,

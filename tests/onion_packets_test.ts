@@ -1,11 +1,11 @@
 /**
- * daemon/onion/packets.ts against spec/onion.md: the IP_Port of the layers (§2), the TCP onion
+ * daemon/core/onion/packets.ts against spec/onion.md: the IP_Port of the layers (§2), the TCP onion
  * request peeled hop by hop (§3), announce request and response (§4), data request and
  * response (§5), DHT-PK (§6) and the friend request payload, with the sizes measured against
  * c-toxcore 0.2.18 on the wire.
  */
 import assert from "node:assert/strict";
-import { EncodeError } from "../daemon/codec.ts";
+import { EncodeError } from "../daemon/core/common/codec.ts";
 import {
   bytesEqual,
   type KeyPair,
@@ -16,7 +16,7 @@ import {
   precompute,
   seal,
   toHex,
-} from "../daemon/crypto.ts";
+} from "../daemon/core/common/crypto.ts";
 import {
   announceResponseSendback,
   createOnionPath,
@@ -68,9 +68,9 @@ import {
   openDataResponse,
   openOnionLayer,
   SIZE_IPPORT,
-} from "../daemon/onion/packets.ts";
-import { encodePackedNodes, type PackedNode } from "../daemon/packed_node.ts";
-import { seededRandom } from "../tools/seeded_random.ts";
+} from "../daemon/core/onion/packets.ts";
+import { encodePackedNodes, type PackedNode } from "../daemon/core/common/packed_node.ts";
+import { seededRandom } from "../tools/testbed/seeded_random.ts";
 import { fails, ok } from "./support/decoded.ts";
 
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);

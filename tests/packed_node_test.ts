@@ -1,10 +1,10 @@
 /**
- * daemon/packed_node.ts against spec/friend_connection.md §2.1 (DHT.c pack_nodes/unpack_nodes
+ * daemon/core/common/packed_node.ts against spec/friend_connection.md §2.1 (DHT.c pack_nodes/unpack_nodes
  * layout) and §2.2 (ip_is_local): exact bytes, lists, limits, malformed input.
  */
 import assert from "node:assert/strict";
-import { EncodeError } from "../daemon/codec.ts";
-import { toHex } from "../daemon/crypto.ts";
+import { EncodeError } from "../daemon/core/common/codec.ts";
+import { toHex } from "../daemon/core/common/crypto.ts";
 import {
   decodePackedNodes,
   encodePackedNodes,
@@ -18,7 +18,7 @@ import {
   TOX_AF_INET6,
   TOX_TCP_INET,
   TOX_TCP_INET6,
-} from "../daemon/packed_node.ts";
+} from "../daemon/core/common/packed_node.ts";
 import { fails, ok } from "./support/decoded.ts";
 
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concatBytes } from "../daemon/codec.ts";
+import { concatBytes } from "../daemon/core/common/codec.ts";
 import {
   formatProxyUrl,
   MAX_HTTP_REPLY_HEADER,
@@ -7,8 +7,8 @@ import {
   ProxyNegotiation,
   type ProxyProgress,
   type ProxyTarget,
-} from "../daemon/tcp/proxy.ts";
-import { parseIpLiteral } from "../daemon/ip_text.ts";
+} from "../daemon/core/relay_client/proxy.ts";
+import { parseIpLiteral } from "../daemon/core/common/ip_text.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

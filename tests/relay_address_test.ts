@@ -5,7 +5,7 @@ import {
   parseNodesJson,
   parseNodesJsonUdp,
   parseRelaySpec,
-} from "../daemon/relay_address.ts";
+} from "../daemon/core/common/relay_address.ts";
 
 const PK = "6BBF183586E9645F7AB2C73D6DCAF1456D1AB1DA1AFB8C077FB2A7176FA7F865";
 

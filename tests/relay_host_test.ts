@@ -1,21 +1,21 @@
 /**
- * Our relay's shell (daemon/relay_host.ts) under load and abuse, over real sockets on
+ * Our relay's shell (daemon/shell/relay_host.ts) under load and abuse, over real sockets on
  * 127.0.0.1, in-thread: a thousand clients at once, a client that stops reading, malformed
  * handshakes and frames, the connection cap. The clients are bare codecs over sockets
- * (tests/support/raw_relay_client.ts). Assertions use the relay's own accounting, not timing.
+ * (tools/testbed/raw_relay_client.ts). Assertions use the relay's own accounting, not timing.
  */
 import assert from "node:assert/strict";
-import { newKeyPair, systemRandom } from "../daemon/crypto.ts";
-import { createClientHandshake } from "../daemon/tcp/handshake.ts";
-import { frameSize } from "../daemon/tcp/framing.ts";
-import { PacketId, type RelayPacket } from "../daemon/tcp/packets.ts";
+import { newKeyPair, systemRandom } from "../daemon/core/common/crypto.ts";
+import { createClientHandshake } from "../daemon/core/tcp_common/handshake.ts";
+import { frameSize } from "../daemon/core/tcp_common/framing.ts";
+import { PacketId, type RelayPacket } from "../daemon/core/tcp_common/packets.ts";
 import type {
   ConnectionNumber,
   RelayServerCloseReason,
   RelayServerEvent,
-} from "../daemon/tcp/relay_server.ts";
-import { type RoutingRelay, startRoutingRelay } from "../daemon/relay_host.ts";
-import { RawRelayClient, untilClosed, writeAll } from "./support/raw_relay_client.ts";
+} from "../daemon/core/relay_server/relay_server.ts";
+import { type RoutingRelay, startRoutingRelay } from "../daemon/shell/relay_host.ts";
+import { RawRelayClient, untilClosed, writeAll } from "../tools/testbed/raw_relay_client.ts";
 
 /** Poll `pred` every 10 ms until it holds, for at most `ms`. */
 async function eventually(pred: () => boolean, ms: number, what: string): Promise<void> {

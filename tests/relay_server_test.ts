@@ -1,39 +1,39 @@
 /**
  * The relay server core (TCP_server.c behaviour), fed bytes and time only: raw clients built
  * from the handshake/framing/packet codecs check it packet by packet, and our RelayClient
- * checks it end to end. Then the same core behind real sockets (tests/support/routing_relay.ts)
+ * checks it end to end. Then the same core behind real sockets (tools/testbed/routing_relay.ts)
  * with in-thread RelayConnections, including the drop-DATA and stop-reading faults.
  */
 import assert from "node:assert/strict";
-import { type KeyPair, newKeyPair } from "../daemon/crypto.ts";
+import { type KeyPair, newKeyPair } from "../daemon/core/common/crypto.ts";
 import {
   CLIENT_HANDSHAKE_SIZE,
   completeClientHandshake,
   createClientHandshake,
   type SecureSession,
   SERVER_HANDSHAKE_SIZE,
-} from "../daemon/tcp/handshake.ts";
-import { FrameReader, frameSize, openFrame, sealFrame } from "../daemon/tcp/framing.ts";
+} from "../daemon/core/tcp_common/handshake.ts";
+import { FrameReader, frameSize, openFrame, sealFrame } from "../daemon/core/tcp_common/framing.ts";
 import {
   decodeRelayPacket,
   encodeRelayPacket,
   NUM_CLIENT_CONNECTIONS,
   PacketId,
   type RelayPacket,
-} from "../daemon/tcp/packets.ts";
-import { RelayClient, type RelayEvent } from "../daemon/tcp/relay_client.ts";
+} from "../daemon/core/tcp_common/packets.ts";
+import { RelayClient, type RelayEvent } from "../daemon/core/relay_client/relay_client.ts";
 import {
   type ConnectionNumber,
   type ForwardPolicy,
   RelayServer,
   type RelayServerConfig,
   type RelayServerEvent,
-} from "../daemon/tcp/relay_server.ts";
+} from "../daemon/core/relay_server/relay_server.ts";
 import { RelayConnection } from "../workers/relay_connection.ts";
 import { EventLog } from "./support/events.ts";
-import { seededRandom } from "./support/fake_relay.ts";
-import { seededUnit } from "../tools/seeded_random.ts";
-import { type RoutingRelay, startRoutingRelay } from "./support/routing_relay.ts";
+import { seededRandom } from "../tools/testbed/fake_relay.ts";
+import { seededUnit } from "../tools/testbed/seeded_random.ts";
+import { type RoutingRelay, startRoutingRelay } from "../tools/testbed/routing_relay.ts";
 
 const T0 = 1_000_000;
 

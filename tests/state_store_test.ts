@@ -12,7 +12,7 @@ import {
   saveState,
   StateError,
   StateStore,
-} from "../daemon/state_store.ts";
+} from "../daemon/shell/state_store.ts";
 import { listDir, withTempDir as inTempDir } from "./support/temp_dir.ts";
 
 const PK_A = "6bbf183586e9645f7ab2c73d6dcaf1456d1ab1da1afb8c077fb2a7176fa7f865";

@@ -1,21 +1,21 @@
 /**
- * The TCP_connections coordinator (daemon/tcp_connections.ts), driven sans-I/O: commands and
+ * The TCP_connections coordinator (daemon/core/tcp_connections/tcp_connections.ts), driven sans-I/O: commands and
  * relay-worker events in, actions and events out, time and randomness injected. No sockets,
  * no workers, no sleeping.
  */
 import assert from "node:assert/strict";
-import { toHex } from "../daemon/crypto.ts";
-import type { RelayAddress } from "../daemon/relay_address.ts";
-import type { Fault } from "../daemon/codec.ts";
+import { toHex } from "../daemon/core/common/crypto.ts";
+import type { RelayAddress } from "../daemon/core/common/relay_address.ts";
+import type { Fault } from "../daemon/core/common/codec.ts";
 import {
   type RelayAction,
   type RelayView,
   TcpConnections,
   type TcpConnectionsConfig,
   type TcpConnectionsEvent,
-} from "../daemon/tcp_connections.ts";
-import type { RelayLinkEvent } from "../daemon/tcp/relay_link.ts";
-import { seededRandom } from "./support/fake_relay.ts";
+} from "../daemon/core/tcp_connections/tcp_connections.ts";
+import type { RelayLinkEvent } from "../daemon/core/relay_client/relay_link.ts";
+import { seededRandom } from "../tools/testbed/fake_relay.ts";
 
 const T0 = 1_000_000;
 const HOUR = 3_600_000;

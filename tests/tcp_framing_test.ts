@@ -1,10 +1,10 @@
 /**
- * daemon/tcp/framing.ts against spec/tcp.md §4: length (uint16 BE, = plaintext + 16) · MAC ·
+ * daemon/core/tcp_common/framing.ts against spec/tcp.md §4: length (uint16 BE, = plaintext + 16) · MAC ·
  * ciphertext, one counter nonce per direction, and a stream reader that copes with any split.
  */
 import assert from "node:assert/strict";
-import { fromHex, incrementNonce, toHex } from "../daemon/crypto.ts";
-import type { SecureSession } from "../daemon/tcp/handshake.ts";
+import { fromHex, incrementNonce, toHex } from "../daemon/core/common/crypto.ts";
+import type { SecureSession } from "../daemon/core/tcp_common/handshake.ts";
 import {
   FRAME_HEADER_SIZE,
   type FrameRead,
@@ -15,8 +15,8 @@ import {
   openFrame,
   sealFrame,
   sealFrameInto,
-} from "../daemon/tcp/framing.ts";
-import { MAX_PLAIN_SIZE } from "../daemon/tcp/packets.ts";
+} from "../daemon/core/tcp_common/framing.ts";
+import { MAX_PLAIN_SIZE } from "../daemon/core/tcp_common/packets.ts";
 
 // The §11 session key and base nonces (client → relay direction).
 const SESSION_KEY = "c512924888c2212f68dd352e9c1e6ac75632b3ceef30b26fa3cdecbf041e2107";

@@ -1,9 +1,15 @@
 /**
- * daemon/tcp/handshake.ts and the first frames of a session, against the worked example of
+ * daemon/core/tcp_common/handshake.ts and the first frames of a session, against the worked example of
  * spec/tcp.md §11 (verified with libsodium 1.0.18 and noble), byte for byte.
  */
 import assert from "node:assert/strict";
-import { fromHex, type KeyPair, publicKeyOf, type RandomBytes, toHex } from "../daemon/crypto.ts";
+import {
+  fromHex,
+  type KeyPair,
+  publicKeyOf,
+  type RandomBytes,
+  toHex,
+} from "../daemon/core/common/crypto.ts";
 import {
   acceptClientHandshake,
   CLIENT_HANDSHAKE_SIZE,
@@ -12,9 +18,9 @@ import {
   HANDSHAKE_PLAIN_SIZE,
   parseClientHandshake,
   SERVER_HANDSHAKE_SIZE,
-} from "../daemon/tcp/handshake.ts";
-import { openFrame, sealFrame } from "../daemon/tcp/framing.ts";
-import { decodeRelayPacket, encodeRelayPacket } from "../daemon/tcp/packets.ts";
+} from "../daemon/core/tcp_common/handshake.ts";
+import { openFrame, sealFrame } from "../daemon/core/tcp_common/framing.ts";
+import { decodeRelayPacket, encodeRelayPacket } from "../daemon/core/tcp_common/packets.ts";
 
 // ---- §11 fixed inputs ----
 const fill = (byte: number, n: number) => new Uint8Array(n).fill(byte);

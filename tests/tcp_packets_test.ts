@@ -1,10 +1,10 @@
 /**
- * daemon/tcp/packets.ts against spec/tcp.md §5 (packet ids and layouts), §4 (sizes) and the
+ * daemon/core/tcp_common/packets.ts against spec/tcp.md §5 (packet ids and layouts), §4 (sizes) and the
  * length checks of §7/§8: exact bytes, round trips, and every malformed form.
  */
 import assert from "node:assert/strict";
-import { EncodeError } from "../daemon/codec.ts";
-import { toHex } from "../daemon/crypto.ts";
+import { EncodeError } from "../daemon/core/common/codec.ts";
+import { toHex } from "../daemon/core/common/crypto.ts";
 import {
   decodeRelayPacket,
   encodeRelayPacket,
@@ -22,7 +22,7 @@ import {
   packetName,
   type RelayPacket,
   type RelayPacketKind,
-} from "../daemon/tcp/packets.ts";
+} from "../daemon/core/tcp_common/packets.ts";
 
 const fill = (byte: number, n: number) => new Uint8Array(n).fill(byte);
 const seq = (start: number, n: number) => new Uint8Array(n).map((_, i) => (start + i) & 0xff);

@@ -3,15 +3,15 @@
  * A FakeRelayPeer plays the relay's half of the protocol.
  */
 import assert from "node:assert/strict";
-import { newKeyPair, toHex } from "../daemon/crypto.ts";
+import { newKeyPair, toHex } from "../daemon/core/common/crypto.ts";
 import {
   RelayClient,
   type RelayClient as RelayClientType,
   type RelayClientConfig,
   type RelayEvent,
-} from "../daemon/tcp/relay_client.ts";
-import type { RelayPacket } from "../daemon/tcp/packets.ts";
-import { FakeRelayPeer, seededRandom } from "./support/fake_relay.ts";
+} from "../daemon/core/relay_client/relay_client.ts";
+import type { RelayPacket } from "../daemon/core/tcp_common/packets.ts";
+import { FakeRelayPeer, seededRandom } from "../tools/testbed/fake_relay.ts";
 
 const T0 = 1_000_000;
 

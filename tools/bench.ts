@@ -6,18 +6,24 @@
  * relay worker, relay CPU, the noble crypto ceiling, and our own per-packet cost (framing +
  * crypto, no relay). Prints a table and one JSON document.
  */
-import { benchDecode } from "./bench_decode.ts";
-import { benchRelayServer } from "./bench_relay_server.ts";
+import { benchDecode } from "./bench/decode.ts";
+import { benchRelayServer } from "./bench/relay_server.ts";
 import { parseArgs } from "node:util";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
-import { newKeyPair } from "../daemon/crypto.ts";
-import { RelayClient } from "../daemon/tcp/relay_client.ts";
-import { FakeRelayPeer, seededRandom } from "../tests/support/fake_relay.ts";
-import { type Bootstrapd, startBootstrapd } from "../tests/interop/harness.ts";
-import { type FlowResult, RelayEndpoint, routedPair, runFlow, waitForEvent } from "./relay_flow.ts";
-import { benchCoordinator } from "./bench_coordinator.ts";
-import { benchFriend } from "./bench_friend.ts";
-import { benchOnion } from "./bench_onion.ts";
+import { newKeyPair } from "../daemon/core/common/crypto.ts";
+import { RelayClient } from "../daemon/core/relay_client/relay_client.ts";
+import { FakeRelayPeer, seededRandom } from "./testbed/fake_relay.ts";
+import { type Bootstrapd, startBootstrapd } from "./testbed/harness.ts";
+import {
+  type FlowResult,
+  RelayEndpoint,
+  routedPair,
+  runFlow,
+  waitForEvent,
+} from "./testbed/relay_flow.ts";
+import { benchCoordinator } from "./bench/coordinator.ts";
+import { benchFriend } from "./bench/friend.ts";
+import { benchOnion } from "./bench/onion.ts";
 
 type Row = Record<string, string | number | null>;
 

@@ -11,11 +11,11 @@
  * `--timeout`; 64 bad usage.
  *
  * Also a library: `ControlClient` (used by the daemon's subprocess tests), and `main`
- * (testable without spawning). The default socket path is daemon/paths.ts's, the daemon's own.
+ * (testable without spawning). The default socket path is daemon/shell/paths.ts's, the daemon's own.
  */
 import { parseArgs } from "node:util";
-import { parseRelaySpec } from "../daemon/relay_address.ts";
-import { defaultSocketPath } from "../daemon/paths.ts";
+import { parseRelaySpec } from "../daemon/core/common/relay_address.ts";
+import { defaultSocketPath } from "../daemon/shell/paths.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Client

@@ -1,24 +1,24 @@
 /**
  * `deno task decode FILE`: every Tox layer of a capture (pcap or pcapng, the daemon's own or
  * tcpdump's), decrypted as far as the key logs allow. The work is done by the sans-I/O
- * pipeline (daemon/capture/pipeline.ts); this file reads files, writes lines, draws the
+ * pipeline (daemon/core/capture/pipeline.ts); this file reads files, writes lines, draws the
  * progress bar and turns problems into exit codes.
  */
 import { parseArgs } from "node:util";
-import { KeyStore, parseKeylog } from "../daemon/capture/keylog.ts";
-import { readCaptureFile } from "../daemon/capture_file.ts";
-import { DecodePipeline } from "../daemon/capture/pipeline.ts";
-import { FilterError, parseFilter, type RecordFilter } from "../daemon/capture/filter.ts";
+import { KeyStore, parseKeylog } from "../daemon/core/capture/keylog.ts";
+import { readCaptureFile } from "../daemon/shell/capture_file.ts";
+import { DecodePipeline } from "../daemon/core/capture/pipeline.ts";
+import { FilterError, parseFilter, type RecordFilter } from "../daemon/core/capture/filter.ts";
 import {
   formatNoticeLine,
   formatRecordDetail,
   formatRecordLine,
   noticeJson,
   recordJson,
-} from "../daemon/capture/format.ts";
-import { CaptureStats } from "../daemon/capture/stats.ts";
-import { secondsBetween, type Timestamp } from "../daemon/capture/types.ts";
-import type { ToxOutput } from "../daemon/capture/tox_records.ts";
+} from "../daemon/core/capture/format.ts";
+import { CaptureStats } from "../daemon/core/capture/stats.ts";
+import { secondsBetween, type Timestamp } from "../daemon/core/capture/types.ts";
+import type { ToxOutput } from "../daemon/core/capture/tox_records.ts";
 
 export const USAGE = `usage: deno task decode FILE [options]
 

@@ -1,7 +1,7 @@
 /**
  * `deno task demo`: the whole stack on 127.0.0.1 in a few seconds, nothing from the internet.
  *
- * Our relay (daemon/relay_main.ts) and two daemons, alice and bob, each with a fresh private
+ * Our relay (daemon/shell/relay_main.ts) and two daemons, alice and bob, each with a fresh private
  * data directory in one temp dir. They become friends through their control sockets (alice adds
  * bob with his DHT key and the relay as the hint; bob adds alice by her Tox ID), exchange chat
  * messages with receipts and custom lossless and lossy packets, and stop with SIGTERM. Alice
@@ -15,7 +15,13 @@
 import { parseArgs } from "node:util";
 import { ControlClient, type ControlEvent } from "./ctl.ts";
 import { main as decodeMain } from "./decode.ts";
-import { ManagedProcess, pidAlive, sleep, statusText, type StopResult } from "./processes.ts";
+import {
+  ManagedProcess,
+  pidAlive,
+  sleep,
+  statusText,
+  type StopResult,
+} from "./testbed/processes.ts";
 
 export const USAGE = `usage: deno task demo [--keep] [--json]
 
@@ -360,7 +366,7 @@ class Demo {
       "--allow-net",
       "--allow-read",
       "--allow-write",
-      `${ROOT}daemon/relay_main.ts`,
+      `${ROOT}daemon/shell/relay_main.ts`,
       "--port",
       "0",
     ]);
@@ -388,7 +394,7 @@ class Demo {
       "--allow-write",
       "--allow-net",
       "--allow-env",
-      `${ROOT}daemon/main.ts`,
+      `${ROOT}daemon/shell/main.ts`,
       "--data-dir",
       `${tmp}/${name}`,
       "--socket",

@@ -6,14 +6,14 @@
  * relay: ok, handshake time, ping RTT, or the error. Exit code 0 only if every relay answered.
  */
 import { parseArgs } from "node:util";
-import { newKeyPair } from "../daemon/crypto.ts";
+import { newKeyPair } from "../daemon/core/common/crypto.ts";
 import {
   formatRelayAddress,
   parseNodesJson,
   parseRelaySpec,
   type RelayAddress,
-} from "../daemon/relay_address.ts";
-import { parseProxyUrl, type ProxyConfig } from "../daemon/tcp/proxy.ts";
+} from "../daemon/core/common/relay_address.ts";
+import { parseProxyUrl, type ProxyConfig } from "../daemon/core/relay_client/proxy.ts";
 import { RelayWorkerHandle } from "../workers/relay_handle.ts";
 
 export interface ProbeResult {

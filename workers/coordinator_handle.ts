@@ -7,12 +7,12 @@
  * the port the coordinator drives it by; it terminates them when released, and any left
  * over once the coordinator is gone.
  */
-import type { RelayAddress } from "../daemon/relay_address.ts";
-import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
-import type { MessageKind, Profile } from "../daemon/messenger.ts";
+import type { RelayAddress } from "../daemon/core/common/relay_address.ts";
+import type { ProxyConfig } from "../daemon/core/relay_client/proxy.ts";
+import type { MessageKind, Profile } from "../daemon/core/messenger/messenger.ts";
 import { OwnedWorker } from "./owned_worker.ts";
 import { RELAY_WORKER_URL } from "./relay_handle.ts";
-import type { KeylogEntry } from "../daemon/capture/keylog.ts";
+import type { KeylogEntry } from "../daemon/core/capture/keylog.ts";
 import type {
   CaptureEvent,
   CoordinatorEvent,

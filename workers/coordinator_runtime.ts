@@ -7,13 +7,16 @@
  * `send_refused` event (with `writable` to follow), so the coordinator's memory is bounded
  * by the relays' send windows, whatever the owner or the relays do.
  */
-import type { NetCryptoKeys } from "../daemon/net_crypto/connection.ts";
-import { systemRandom, toHex } from "../daemon/crypto.ts";
-import { Messenger } from "../daemon/messenger.ts";
-import { type RelayAction, TcpConnections } from "../daemon/tcp_connections.ts";
-import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
-import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
-import type { RandomBytes } from "../daemon/crypto.ts";
+import type { NetCryptoKeys } from "../daemon/core/net_crypto/connection.ts";
+import { systemRandom, toHex } from "../daemon/core/common/crypto.ts";
+import { Messenger } from "../daemon/core/messenger/messenger.ts";
+import {
+  type RelayAction,
+  TcpConnections,
+} from "../daemon/core/tcp_connections/tcp_connections.ts";
+import type { RelayClientConfig } from "../daemon/core/relay_client/relay_client.ts";
+import type { ProxyConfig } from "../daemon/core/relay_client/proxy.ts";
+import type { RandomBytes } from "../daemon/core/common/crypto.ts";
 import { RelayWorkerHandle } from "./relay_handle.ts";
 import { DeadlineTimer } from "./deadline_timer.ts";
 import type {

@@ -5,26 +5,26 @@
  * postMessage carries many sends or many events, because a cross-worker message costs far
  * more than sealing a packet (design.md: ~143k one-way messages/s vs ~65k seals/s).
  */
-import type { KeylogEntry } from "../daemon/capture/keylog.ts";
-import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
-import type { RelayAddress } from "../daemon/relay_address.ts";
+import type { KeylogEntry } from "../daemon/core/capture/keylog.ts";
+import type { ProxyConfig } from "../daemon/core/relay_client/proxy.ts";
+import type { RelayAddress } from "../daemon/core/common/relay_address.ts";
 import type {
   PeerView,
   RelayView,
   TcpConnectionsConfig,
   TcpConnectionsEvent,
-} from "../daemon/tcp_connections.ts";
+} from "../daemon/core/tcp_connections/tcp_connections.ts";
 import type {
   MessageKind,
   MessengerEvent,
   MessengerFriendView,
   Profile,
-} from "../daemon/messenger.ts";
-import type { FriendConnectionConfig } from "../daemon/friend_connection.ts";
-import type { OnionClientConfig, OnionView } from "../daemon/onion/onion_client.ts";
-import type { NetCryptoStats } from "../daemon/net_crypto/net_crypto.ts";
-import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
-import type { RelayLinkEvent, RelaySendItem } from "../daemon/tcp/relay_link.ts";
+} from "../daemon/core/messenger/messenger.ts";
+import type { FriendConnectionConfig } from "../daemon/core/friend_connection/friend_connection.ts";
+import type { OnionClientConfig, OnionView } from "../daemon/core/onion/onion_client.ts";
+import type { NetCryptoStats } from "../daemon/core/net_crypto/net_crypto.ts";
+import type { RelayClientConfig } from "../daemon/core/relay_client/relay_client.ts";
+import type { RelayLinkEvent, RelaySendItem } from "../daemon/core/relay_client/relay_link.ts";
 
 export type { RelayAddress, RelayLinkEvent, RelaySendItem };
 

@@ -6,8 +6,8 @@
 import { RelayConnection, type RelayObserver } from "./relay_connection.ts";
 import {
   type FromRelayWorker,
-  type RelayObserve,
   type RelayLinkEvent,
+  type RelayObserve,
   type RelayWorkerObservation,
   type ToRelayWorker,
   transferablesOf,

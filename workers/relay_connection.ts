@@ -5,12 +5,12 @@
  * Runs inside the relay Worker; kept apart from the Worker entry so tests and benchmarks
  * can drive it in-thread too.
  */
-import { fromHex, systemRandom } from "../daemon/crypto.ts";
-import { RelayClient } from "../daemon/tcp/relay_client.ts";
-import { formatProxyUrl } from "../daemon/tcp/proxy.ts";
+import { fromHex, systemRandom } from "../daemon/core/common/crypto.ts";
+import { RelayClient } from "../daemon/core/relay_client/relay_client.ts";
+import { formatProxyUrl } from "../daemon/core/relay_client/proxy.ts";
 import { DeadlineTimer } from "./deadline_timer.ts";
-import type { TcpSessionKeys } from "../daemon/tcp/handshake.ts";
-import type { CaptureEvent, RelaySendItem, RelayLinkEvent, ToRelayWorker } from "./messages.ts";
+import type { TcpSessionKeys } from "../daemon/core/tcp_common/handshake.ts";
+import type { CaptureEvent, RelayLinkEvent, RelaySendItem, ToRelayWorker } from "./messages.ts";
 
 type ConnectCommand = Extract<ToRelayWorker, { t: "connect" }>;
 

@@ -2,14 +2,14 @@
  * The owner's side of one relay Worker: typed commands down, batched events up, and a
  * close that waits for the worker to shut its socket before the Worker is terminated.
  */
-import type { ProxyConfig } from "../daemon/tcp/proxy.ts";
-import type { RelayClientConfig } from "../daemon/tcp/relay_client.ts";
+import type { ProxyConfig } from "../daemon/core/relay_client/proxy.ts";
+import type { RelayClientConfig } from "../daemon/core/relay_client/relay_client.ts";
 import { OwnedWorker, type WorkerChannel } from "./owned_worker.ts";
 import {
   type FromRelayWorker,
   type RelayAddress,
-  type RelaySendItem,
   type RelayLinkEvent,
+  type RelaySendItem,
   type ToRelayWorker,
   transferablesOf,
 } from "./messages.ts";

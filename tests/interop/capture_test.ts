@@ -8,9 +8,14 @@
  */
 import assert from "node:assert/strict";
 import { ControlClient } from "../../tools/ctl.ts";
-import { interopTest, startBootstrapd, startMicrosocks, startTcpdump } from "./harness.ts";
+import {
+  interopTest,
+  startBootstrapd,
+  startMicrosocks,
+  startTcpdump,
+} from "../../tools/testbed/harness.ts";
 import { ctl, ctlJson, DaemonProcess, nextEvent, spec } from "./daemon_process.ts";
-import { startToxPeer } from "./tox_peer.ts";
+import { startToxPeer } from "../../tools/testbed/tox_peer.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 

@@ -5,17 +5,17 @@
  * stops reading, reconnection when it comes back, OOB before the peer has routed us.
  */
 import assert from "node:assert/strict";
-import { toHex } from "../../daemon/crypto.ts";
+import { toHex } from "../../daemon/core/common/crypto.ts";
 import {
   type CoordinatorEndpoint as Endpoint,
   longestGapAfter,
   runPeerFlow,
-} from "../../tools/peer_flow.ts";
-import { CoordinatorEndpoint } from "../../tools/peer_flow.ts";
+} from "../../tools/testbed/peer_flow.ts";
+import { CoordinatorEndpoint } from "../../tools/testbed/peer_flow.ts";
 import type { CoordinatorEvent, CoordinatorStatus } from "../../workers/messages.ts";
 import { EventLog } from "../support/events.ts";
-import { startRoutingRelay } from "../support/routing_relay.ts";
-import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
+import { startRoutingRelay } from "../../tools/testbed/routing_relay.ts";
+import { type Bootstrapd, interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 
 /** Poll the coordinator's status until `pred` holds (bounded). */
 async function statusUntil(

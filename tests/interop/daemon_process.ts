@@ -1,10 +1,10 @@
 /**
- * The real daemon as a subprocess (`deno run … daemon/main.ts`, the flags of `deno task
+ * The real daemon as a subprocess (`deno run … daemon/shell/main.ts`, the flags of `deno task
  * daemon`), and `ctl` as one: what the daemon tests drive, only through the socket and the
  * command line, as a user or a script would.
  */
-import { type Bootstrapd, trackHarnessProcess } from "./harness.ts";
-import { ManagedProcess, type StopResult } from "../../tools/processes.ts";
+import { type Bootstrapd, trackHarnessProcess } from "../../tools/testbed/harness.ts";
+import { ManagedProcess, type StopResult } from "../../tools/testbed/processes.ts";
 import type { ControlClient, ControlEvent } from "../../tools/ctl.ts";
 
 /** A relay as `--relay` and `ctl relay add` take it. */
@@ -34,7 +34,7 @@ export class DaemonProcess {
       "run",
       "--no-check",
       ...DAEMON_FLAGS,
-      `${ROOT}daemon/main.ts`,
+      `${ROOT}daemon/shell/main.ts`,
       "--data-dir",
       opts.dataDir,
       "--socket",
@@ -129,7 +129,7 @@ export async function ctlJson<T = unknown>(socket: string, ...args: string[]): P
 /** Run the daemon with `args` to completion (for start-up refusals): exit code and output. */
 export async function daemonOnce(args: string[]): Promise<{ code: number; output: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", ...DAEMON_FLAGS, `${ROOT}daemon/main.ts`, ...args],
+    args: ["run", "--no-check", ...DAEMON_FLAGS, `${ROOT}daemon/shell/main.ts`, ...args],
     stdin: "null",
     env: { NO_COLOR: "1" },
   }).output();

@@ -3,10 +3,10 @@
  * through its control socket and `ctl`.
  */
 import assert from "node:assert/strict";
-import { newKeyPair, toHex } from "../../daemon/crypto.ts";
-import { toxId } from "../../daemon/identity.ts";
+import { newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
+import { toxId } from "../../daemon/shell/identity.ts";
 import { ControlClient } from "../../tools/ctl.ts";
-import { interopTest, startBootstrapd } from "./harness.ts";
+import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 import {
   ctl,
   ctlJson,

@@ -1,12 +1,12 @@
 /**
- * Our Messenger core against a real c-toxcore 0.2.18 client (tests/interop/tox_peer.c,
+ * Our Messenger core against a real c-toxcore 0.2.18 client (tools/testbed/tox_peer.c,
  * built from Debian's libtoxcore-dev): TCP only, one tox-bootstrapd on 127.0.0.1. Both add
  * each other without a request; our side dials with the C peer's DHT id and relay as hint.
  */
 import assert from "node:assert/strict";
-import { sendStream } from "../../tools/friend_flow.ts";
-import { interopTest, startBootstrapd } from "./harness.ts";
-import { watchReceived } from "./tox_peer.ts";
+import { sendStream } from "../../tools/testbed/friend_flow.ts";
+import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
+import { watchReceived } from "../../tools/testbed/tox_peer.ts";
 import { exchangeWithCPeer, withCPeer } from "./friend_pairs.ts";
 
 interopTest("ours<->C: online both ways, messages with receipts, 2000 lossless each way in order", [

@@ -4,8 +4,8 @@
  * lossless streams arrive whole and in order, and killing the relay in use loses nothing.
  */
 import assert from "node:assert/strict";
-import { sendStream, StreamCounter } from "../../tools/friend_flow.ts";
-import { interopTest, startBootstrapd } from "./harness.ts";
+import { sendStream, StreamCounter } from "../../tools/testbed/friend_flow.ts";
+import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 import { exchangeOurs, ourFriends } from "./friend_pairs.ts";
 
 interopTest("ours<->ours: hinted friend online, messages with receipts, 2000 lossless each way", [

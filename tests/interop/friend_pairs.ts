@@ -6,11 +6,11 @@
  * complete and in order). No tests live here.
  */
 import assert from "node:assert/strict";
-import { fromHex } from "../../daemon/crypto.ts";
-import type { RelayAddress } from "../../daemon/relay_address.ts";
-import { FriendEndpoint, sendStream, StreamCounter } from "../../tools/friend_flow.ts";
+import { fromHex } from "../../daemon/core/common/crypto.ts";
+import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
+import { FriendEndpoint, sendStream, StreamCounter } from "../../tools/testbed/friend_flow.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
-import { startToxPeer, type ToxPeer, watchReceived } from "./tox_peer.ts";
+import { startToxPeer, type ToxPeer, watchReceived } from "../../tools/testbed/tox_peer.ts";
 
 /** Anything that runs a relay: Bootstrapd, OwnRelay. */
 export interface HasRelay {

@@ -6,7 +6,7 @@ import {
   startBootstrapd,
   startMicrosocks,
   startTinyproxy,
-} from "./harness.ts";
+} from "../../tools/testbed/harness.ts";
 
 function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(`assertion failed: ${msg}`);

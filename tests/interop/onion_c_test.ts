@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { ControlClient } from "../../tools/ctl.ts";
-import { interopTest, startBootstrapd } from "./harness.ts";
+import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 import { ctl, ctlJson, DaemonProcess, nextEvent, privateDir, spec } from "./daemon_process.ts";
-import { startToxPeer } from "./tox_peer.ts";
+import { startToxPeer } from "../../tools/testbed/tox_peer.ts";
 
 interface Self {
   address: string;

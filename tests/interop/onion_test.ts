@@ -5,9 +5,9 @@
  * The C peer side is in onion_c_test.ts.
  */
 import assert from "node:assert/strict";
-import { FriendEndpoint } from "../../tools/friend_flow.ts";
+import { FriendEndpoint } from "../../tools/testbed/friend_flow.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
-import { interopTest, startBootstrapd } from "./harness.ts";
+import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 
 type Of<T extends CoordinatorEvent["type"]> = Extract<CoordinatorEvent, { type: T }>;
 const is =

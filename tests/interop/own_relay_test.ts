@@ -1,6 +1,6 @@
 /**
  * Our own TCP relay, run as the program users run (`deno task relay`, a subprocess: see
- * relay_process.ts), between real c-toxcore 0.2.18 peers (tests/interop/tox_peer.c, TCP only)
+ * relay_process.ts), between real c-toxcore 0.2.18 peers (tools/testbed/tox_peer.c, TCP only)
  * and our clients, on 127.0.0.1:
  * - a C peer whose only relay is ours and our Messenger endpoint: friends, online both ways,
  *   messages with receipts, 2,000 custom lossless packets each way, complete and in order;
@@ -14,12 +14,12 @@
  * other (tried: 40 s, neither saw the other online; the relay dropped 456 onion requests).
  */
 import assert from "node:assert/strict";
-import type { PacerConfig } from "../../daemon/tcp/pacer.ts";
-import type { RelayClientConfig } from "../../daemon/tcp/relay_client.ts";
+import type { PacerConfig } from "../../daemon/core/relay_client/pacer.ts";
+import type { RelayClientConfig } from "../../daemon/core/relay_client/relay_client.ts";
 import { probeRelay } from "../../tools/probe.ts";
-import { type FlowResult, RelayEndpoint, runFlow } from "../../tools/relay_flow.ts";
+import { type FlowResult, RelayEndpoint, runFlow } from "../../tools/testbed/relay_flow.ts";
 import { EventLog } from "../support/events.ts";
-import { interopTest, startBootstrapd } from "./harness.ts";
+import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 import {
   exchangeOurs,
   exchangeWithCPeer,
@@ -27,7 +27,7 @@ import {
   ourFriends,
   withCPeer,
 } from "./friend_pairs.ts";
-import { type OwnRelay, startOwnRelay } from "./relay_process.ts";
+import { type OwnRelay, startOwnRelay } from "../../tools/testbed/relay_process.ts";
 
 /** Stop the relay and check it went as a program should: SIGTERM → `stopped` line, exit 0. */
 async function stopCleanly(own: OwnRelay) {

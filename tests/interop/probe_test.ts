@@ -1,6 +1,6 @@
 /** `deno task probe` as a user runs it: exit codes, JSON shape, --nodes, bad arguments. */
 import assert from "node:assert/strict";
-import { interopTest, startBootstrapd } from "./harness.ts";
+import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 
 async function probe(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {

@@ -3,10 +3,10 @@
  * 127.0.0.1, no bootstrap nodes, LAN discovery off), directly and through real proxies.
  */
 import assert from "node:assert/strict";
-import { toHex } from "../../daemon/crypto.ts";
-import { RelayEndpoint, runFlow } from "../../tools/relay_flow.ts";
+import { toHex } from "../../daemon/core/common/crypto.ts";
+import { RelayEndpoint, runFlow } from "../../tools/testbed/relay_flow.ts";
 import { probeRelay } from "../../tools/probe.ts";
-import { parseProxyUrl } from "../../daemon/tcp/proxy.ts";
+import { parseProxyUrl } from "../../daemon/core/relay_client/proxy.ts";
 import { EventLog } from "../support/events.ts";
 import {
   type Bootstrapd,
@@ -14,7 +14,7 @@ import {
   startBootstrapd,
   startMicrosocks,
   startTinyproxy,
-} from "./harness.ts";
+} from "../../tools/testbed/harness.ts";
 
 /** An endless 1 KB flow from a to b, already delivering; abort `stop` to end it. */
 async function bulkFlow(p: Awaited<ReturnType<typeof routedPair>>, timeoutMs: number) {

@@ -1,11 +1,11 @@
 /**
- * Two real c-toxcore 0.2.18 peers (tests/interop/tox_peer.c, TCP only: UDP, LAN discovery,
+ * Two real c-toxcore 0.2.18 peers (tools/testbed/tox_peer.c, TCP only: UDP, LAN discovery,
  * IPv6 and hole punching off) through one private tox-bootstrapd on 127.0.0.1: they find each
  * other via the onion, exchange messages with receipts and custom lossless packets. This is the
  * reference behaviour our own stack is measured against.
  */
 import assert from "node:assert/strict";
-import { type Bootstrapd, interopTest, startBootstrapd } from "./harness.ts";
+import { type Bootstrapd, interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
 import {
   measureCToC,
   parseToxPeerLine,
@@ -13,7 +13,7 @@ import {
   type ToxPeer,
   ToxPeerCommandError,
   type ToxPeerEvent,
-} from "./tox_peer.ts";
+} from "../../tools/testbed/tox_peer.ts";
 
 const BINS = ["tox-bootstrapd", "gcc"];
 const ONLINE_TIMEOUT_MS = 30_000;

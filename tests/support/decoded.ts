@@ -1,6 +1,6 @@
-/** Assertions on codec results (daemon/codec.ts Decoded), shared by the codec tests. */
+/** Assertions on codec results (daemon/core/common/codec.ts Decoded), shared by the codec tests. */
 import assert from "node:assert/strict";
-import type { Decoded } from "../../daemon/codec.ts";
+import type { Decoded } from "../../daemon/core/common/codec.ts";
 
 /** The decoded value; fails the test with the codec's own error otherwise. */
 export function ok<T>(r: Decoded<T>, what = "decode"): T {

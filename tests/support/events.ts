@@ -1,5 +1,5 @@
 /** Collects worker events (relay or coordinator) and lets a test wait for one, bounded in time. */
-import type { RelayLinkEvent } from "../../daemon/tcp/relay_link.ts";
+import type { RelayLinkEvent } from "../../daemon/core/relay_client/relay_link.ts";
 
 type Typed = { readonly type: string };
 

@@ -2,9 +2,9 @@
  * A scripted relay on 127.0.0.1 for socket-level tests: each accepted connection gets the
  * handshake done by a FakeRelayPeer, then runs a script that may misbehave on purpose.
  */
-import { FakeRelayPeer, seededRandom } from "./fake_relay.ts";
-import type { RelayPacket } from "../../daemon/tcp/packets.ts";
-import { toHex } from "../../daemon/crypto.ts";
+import { FakeRelayPeer, seededRandom } from "../../tools/testbed/fake_relay.ts";
+import type { RelayPacket } from "../../daemon/core/tcp_common/packets.ts";
+import { toHex } from "../../daemon/core/common/crypto.ts";
 
 export interface RelaySide {
   readonly peer: FakeRelayPeer;

@@ -13,7 +13,7 @@
  * RETURN blobs (so the 2-hour key rotation that ends them is not modelled), and a node's DHT
  * knows every other node of the network.
  */
-import { isLanAddress } from "../../daemon/onion/onion_client.ts";
+import { isLanAddress } from "../../daemon/core/onion/onion_client.ts";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import {
@@ -24,7 +24,7 @@ import {
   PUBLIC_KEY_SIZE,
   type RandomBytes,
   toHex,
-} from "../../daemon/crypto.ts";
+} from "../../daemon/core/common/crypto.ts";
 import {
   decodeAnnounceRequest,
   decodeOnionRequestTcp,
@@ -43,9 +43,9 @@ import {
   ONION_SEND_BASE,
   type OnionNode,
   openOnionLayer,
-} from "../../daemon/onion/packets.ts";
-import type { PackedNode } from "../../daemon/packed_node.ts";
-import type { RelayAddress } from "../../daemon/relay_address.ts";
+} from "../../daemon/core/onion/packets.ts";
+import type { PackedNode } from "../../daemon/core/common/packed_node.ts";
+import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
 
 // onion.h sizes that packets.ts has no use for.
 const ONION_RETURN_1 = NONCE_SIZE + 19 + 16;

@@ -1,6 +1,6 @@
 /**
  * A lone tox-bootstrapd's onion side, sans-I/O, for tests on virtual time: built from the node
- * side of daemon/onion/packets.ts, keeping spec/onion.md §4.1's rules: a ping id bound to the
+ * side of daemon/core/onion/packets.ts, keeping spec/onion.md §4.1's rules: a ping id bound to the
  * requester key and the 300-s window, stored only with a valid one, is_stored 0/1/2, data
  * forwarded to stored entries only. (The single node is every hop, so the ping id's binding
  * to the last hop cannot vary here.)
@@ -12,7 +12,7 @@ import {
   newKeyPair,
   type RandomBytes,
   toHex,
-} from "../../daemon/crypto.ts";
+} from "../../daemon/core/common/crypto.ts";
 import {
   decodeAnnounceRequest,
   decodeDataRequest,
@@ -20,9 +20,9 @@ import {
   encodeAnnounceResponse,
   type IsStored,
   openOnionLayer,
-} from "../../daemon/onion/packets.ts";
-import type { RelayAddress } from "../../daemon/relay_address.ts";
-import { seededRandom } from "../../tools/seeded_random.ts";
+} from "../../daemon/core/onion/packets.ts";
+import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
+import { seededRandom } from "../../tools/testbed/seeded_random.ts";
 
 interface Entry {
   readonly requester: string;

@@ -8,13 +8,13 @@
  * (support/onion_node.ts), as tox-bootstrapd is: its clients can announce, search and send
  * onion data through it.
  */
-import { newKeyPair, toHex } from "../../daemon/crypto.ts";
-import type { KeyPair } from "../../daemon/crypto.ts";
-import { Messenger, type MessengerEvent } from "../../daemon/messenger.ts";
-import type { FriendConnectionConfig } from "../../daemon/friend_connection.ts";
-import { TcpConnections } from "../../daemon/tcp_connections.ts";
+import { newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
+import type { KeyPair } from "../../daemon/core/common/crypto.ts";
+import { Messenger, type MessengerEvent } from "../../daemon/core/messenger/messenger.ts";
+import type { FriendConnectionConfig } from "../../daemon/core/friend_connection/friend_connection.ts";
+import { TcpConnections } from "../../daemon/core/tcp_connections/tcp_connections.ts";
 import type { RelayAddress, RelayLinkEvent } from "../../workers/messages.ts";
-import { seededRandom } from "./fake_relay.ts";
+import { seededRandom } from "../../tools/testbed/fake_relay.ts";
 import { LoneNode } from "./onion_node.ts";
 
 export interface SimNode {

@@ -1,0 +1,286 @@
+/**
+ * The control socket's I/O shell: a Unix socket (mode 0600, in a directory only we can
+ * enter), one read loop and one bounded write queue per client. What the bytes mean is
+ * daemon/shell/control.ts's business; what a command does is the handler's.
+ *
+ * A stale socket file from a crashed run is replaced; a live one (another daemon answers)
+ * or anything that is not a socket is left alone and refused.
+ */
+import {
+  type ControlCommand,
+  type ControlError,
+  errorReply,
+  LineSplitter,
+  okReply,
+  parseRequest,
+} from "./control.ts";
+import type { Logger } from "./log.ts";
+
+export type HandlerResult =
+  | { readonly ok: true; readonly result: unknown }
+  | { readonly ok: false; readonly error: ControlError };
+
+export type ControlHandler = (command: ControlCommand) => Promise<HandlerResult>;
+
+/** Clients at once; one more is told so and closed. */
+const MAX_CLIENTS = 64;
+/** Replies and events queued for one client; a client that lets more pile up is dropped. */
+const MAX_PENDING_BYTES = 1 << 20;
+const READ_BUFFER = 16 * 1024;
+
+export class ControlServerError extends Error {}
+
+function dirname(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
+}
+
+const encoder = new TextEncoder();
+
+class Client {
+  readonly #conn: Deno.UnixConn;
+  #queue: Uint8Array[] = [];
+  #pending = 0;
+  #writing = false;
+  #closed = false;
+  subscribed = false;
+
+  constructor(conn: Deno.UnixConn, readonly id: number, readonly onClose: () => void) {
+    this.#conn = conn;
+  }
+
+  get conn(): Deno.UnixConn {
+    return this.#conn;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Queue a line; false (and the client dropped) if it has stopped reading. */
+  send(line: string): boolean {
+    if (this.#closed) return false;
+    const bytes = encoder.encode(line);
+    if (this.#pending + bytes.length > MAX_PENDING_BYTES) {
+      this.close();
+      return false;
+    }
+    this.#queue.push(bytes);
+    this.#pending += bytes.length;
+    if (!this.#writing) this.#drain();
+    return true;
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        const chunk = this.#queue[0];
+        let off = 0;
+        while (off < chunk.length) off += await this.#conn.write(chunk.subarray(off));
+        this.#queue.shift();
+        this.#pending -= chunk.length;
+      }
+    } catch {
+      this.close();
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    this.onClose();
+  }
+}
+
+export class ControlServer {
+  readonly path: string;
+  readonly #listener: Deno.UnixListener;
+  readonly #log: Logger;
+  readonly #clients = new Set<Client>();
+  readonly #tasks = new Set<Promise<void>>();
+  #nextId = 1;
+  #closed = false;
+
+  private constructor(path: string, listener: Deno.UnixListener, log: Logger) {
+    this.path = path;
+    this.#listener = listener;
+    this.#log = log;
+  }
+
+  /** Listen on `path`: private directory, stale file replaced, live daemon refused. */
+  static async open(path: string, log: Logger): Promise<ControlServer> {
+    const dir = dirname(path);
+    await ensurePrivateDir(dir);
+    await clearStaleSocket(path, log);
+    let listener: Deno.UnixListener;
+    try {
+      listener = Deno.listen({ transport: "unix", path });
+    } catch (e) {
+      throw new ControlServerError(`cannot listen on ${path}: ${(e as Error).message}`);
+    }
+    await Deno.chmod(path, 0o600);
+    return new ControlServer(path, listener, log);
+  }
+
+  get clients(): number {
+    return this.#clients.size;
+  }
+
+  serve(handler: ControlHandler): void {
+    this.#track(this.#accept(handler));
+  }
+
+  /** An event line to every subscribed client. */
+  broadcast(line: string): void {
+    for (const c of this.#clients) {
+      if (c.subscribed && !c.send(line)) {
+        this.#log.warn(`control client ${c.id} stopped reading events; dropped it`);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    for (const c of [...this.#clients]) c.close();
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+    await Deno.remove(this.path).catch(() => {});
+  }
+
+  #track(p: Promise<void>): void {
+    this.#tasks.add(p);
+    p.finally(() => this.#tasks.delete(p));
+  }
+
+  async #accept(handler: ControlHandler): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        if (this.#closed) {
+          conn.close();
+          break;
+        }
+        if (this.#clients.size >= MAX_CLIENTS) {
+          const c = new Client(conn, 0, () => {});
+          c.send(errorReply(null, { code: "failed", message: "too many control clients" }));
+          setTimeout(() => c.close(), 100);
+          continue;
+        }
+        const client = new Client(conn, this.#nextId++, () => this.#clients.delete(client));
+        this.#clients.add(client);
+        this.#log.debug(`control client ${client.id} connected`);
+        this.#track(this.#serveClient(client, handler));
+      }
+    } catch (e) {
+      if (!this.#closed) this.#log.error(`control socket stopped accepting: ${e}`);
+    }
+  }
+
+  async #serveClient(client: Client, handler: ControlHandler): Promise<void> {
+    const lines = new LineSplitter();
+    const buf = new Uint8Array(READ_BUFFER);
+    try {
+      while (!client.closed) {
+        const n = await client.conn.read(buf);
+        if (n === null) break;
+        for (const r of lines.push(buf.subarray(0, n))) {
+          if (client.closed) break;
+          if (!r.ok) {
+            client.send(errorReply(null, r.error));
+            continue;
+          }
+          if (r.line.trim() === "") continue;
+          await this.#request(client, r.line, handler);
+        }
+      }
+    } catch (e) {
+      if (!client.closed) this.#log.debug(`control client ${client.id}: ${e}`);
+    } finally {
+      client.close();
+      this.#log.debug(`control client ${client.id} left`);
+    }
+  }
+
+  async #request(client: Client, line: string, handler: ControlHandler): Promise<void> {
+    const req = parseRequest(line);
+    if (!req.ok) {
+      client.send(errorReply(req.id, req.error));
+      return;
+    }
+    const cmd = req.command.cmd;
+    if (cmd === "subscribe" || cmd === "unsubscribe") {
+      client.subscribed = cmd === "subscribe";
+      client.send(okReply(req.id, { subscribed: client.subscribed }));
+      return;
+    }
+    let r: HandlerResult;
+    try {
+      r = await handler(req.command);
+    } catch (e) {
+      // A daemon bug, not the client's: say so and keep serving.
+      this.#log.error(`control command ${cmd} failed: ${(e as Error).stack ?? e}`);
+      r = { ok: false, error: { code: "failed", message: `internal error: ${e}` } };
+    }
+    client.send(r.ok ? okReply(req.id, r.result) : errorReply(req.id, r.error));
+  }
+}
+
+async function ensurePrivateDir(dir: string): Promise<void> {
+  let info: Deno.FileInfo | null = null;
+  try {
+    info = await Deno.stat(dir);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new ControlServerError(`cannot use ${dir}: ${(e as Error).message}`);
+    }
+  }
+  if (info === null) {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.chmod(dir, 0o700);
+    return;
+  }
+  if (!info.isDirectory) throw new ControlServerError(`${dir} is not a directory`);
+  const mode = (info.mode ?? 0) & 0o777;
+  if (mode & 0o077) {
+    throw new ControlServerError(
+      `the control socket's directory ${dir} is open to other users (mode ${
+        mode.toString(8).padStart(4, "0")
+      }); use a private directory (mode 0700) for --socket`,
+    );
+  }
+}
+
+async function clearStaleSocket(path: string, log: Logger): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw new ControlServerError(`cannot use ${path}: ${(e as Error).message}`);
+  }
+  if (!info.isSocket) {
+    throw new ControlServerError(`${path} exists and is not a socket; not touching it`);
+  }
+  let live = false;
+  try {
+    const c = await Deno.connect({ transport: "unix", path });
+    c.close();
+    live = true;
+  } catch {
+    // Nobody listening: a crashed run's leftover.
+  }
+  if (live) {
+    throw new ControlServerError(`another daemon is listening on ${path}`);
+  }
+  log.warn(`removing stale control socket ${path} (a previous run did not exit cleanly)`);
+  await Deno.remove(path);
+}
