@@ -21,7 +21,8 @@ import {
   type NetCryptoKeys,
   type TcpSessionKeys,
 } from "../daemon/core/capture/keylog.ts";
-import { type StreamSummary, ToxStreamDecoder } from "../daemon/core/capture/tox_stream.ts";
+import { ToxStreamDecoder } from "../daemon/core/capture/tox_stream.ts";
+import type { StreamSummary } from "../daemon/core/capture/tox_stream/stream_state.ts";
 import { infoOf, protocolOf } from "../daemon/core/capture/format.ts";
 import { parseFilter } from "../daemon/core/capture/filter.ts";
 import type {

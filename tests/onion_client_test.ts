@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { bytesEqual, newKeyPair, toHex } from "../daemon/core/common/crypto.ts";
 import { encodeFriendRequest } from "../daemon/core/onion/packets.ts";
-import { OnionClient, type OnionClientEvent } from "../daemon/core/onion/onion_client.ts";
+import { OnionClient } from "../daemon/core/onion/onion_client.ts";
+import type { OnionClientEvent } from "../daemon/core/onion/views.ts";
 import { seededRandom } from "../tools/testbed/seeded_random.ts";
 import { LoneNode } from "./support/onion_node.ts";
 import { FakeOnionNetwork } from "./support/onion_network.ts";

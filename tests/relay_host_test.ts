@@ -13,7 +13,7 @@ import type {
   ConnectionNumber,
   RelayServerCloseReason,
   RelayServerEvent,
-} from "../daemon/core/relay_server/relay_server.ts";
+} from "../daemon/core/relay_server/events.ts";
 import { type RoutingRelay, startRoutingRelay } from "../daemon/shell/relay_host.ts";
 import { RawRelayClient, untilClosed, writeAll } from "../tools/testbed/raw_relay_client.ts";
 

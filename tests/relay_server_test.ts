@@ -22,13 +22,9 @@ import {
   type RelayPacket,
 } from "../daemon/core/tcp_common/packets.ts";
 import { RelayClient, type RelayEvent } from "../daemon/core/relay_client/relay_client.ts";
-import {
-  type ConnectionNumber,
-  type ForwardPolicy,
-  RelayServer,
-  type RelayServerConfig,
-  type RelayServerEvent,
-} from "../daemon/core/relay_server/relay_server.ts";
+import type { ForwardPolicy, RelayServerConfig } from "../daemon/core/relay_server/config.ts";
+import type { ConnectionNumber, RelayServerEvent } from "../daemon/core/relay_server/events.ts";
+import { RelayServer } from "../daemon/core/relay_server/relay_server.ts";
 import { RelayConnection } from "../workers/relay_connection.ts";
 import { EventLog } from "./support/events.ts";
 import { seededRandom } from "../tools/testbed/fake_relay.ts";

@@ -7,13 +7,13 @@ import assert from "node:assert/strict";
 import { toHex } from "../daemon/core/common/crypto.ts";
 import type { RelayAddress } from "../daemon/core/common/relay_address.ts";
 import type { Fault } from "../daemon/core/common/codec.ts";
-import {
-  type RelayAction,
-  type RelayView,
-  TcpConnections,
-  type TcpConnectionsConfig,
-  type TcpConnectionsEvent,
-} from "../daemon/core/tcp_connections/tcp_connections.ts";
+import { TcpConnections } from "../daemon/core/tcp_connections/tcp_connections.ts";
+import type { TcpConnectionsConfig } from "../daemon/core/tcp_connections/config.ts";
+import type {
+  RelayAction,
+  RelayView,
+  TcpConnectionsEvent,
+} from "../daemon/core/tcp_connections/types.ts";
 import type { RelayLinkEvent } from "../daemon/core/relay_client/relay_link.ts";
 import { seededRandom } from "../tools/testbed/fake_relay.ts";
 

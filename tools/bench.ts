@@ -1,219 +1,40 @@
 /**
- * deno task bench [--json FILE] [--quick] [--only relay,coordinator,friend,relay_server,decode,onion]
+ * deno task bench [--quick] [--only SECTIONS] [--json FILE] [--readme] [--from FILE]
  *
- * Relay section: zero-loss throughput between two of our relay workers through a real
- * tox-bootstrapd on 127.0.0.1 (64, 1024, 2000-byte DATA), ping RTT percentiles, RSS per
- * relay worker, relay CPU, the noble crypto ceiling, and our own per-packet cost (framing +
- * crypto, no relay). Prints a table and one JSON document.
+ * Runs the benchmark sections (tools/bench/README.md says what each measures), prints each as a
+ * table, and one `JSON {...}` line with everything. `--json FILE` also writes that document;
+ * `--readme` puts the headline figures into README.md's benchmark table (between its
+ * `bench:begin` / `bench:end` markers) and keeps the whole run in tools/bench/last_run.json;
+ * `--from FILE` renders a saved run instead of measuring.
  */
-import { benchDecode } from "./bench/decode.ts";
-import { benchRelayServer } from "./bench/relay_server.ts";
 import { parseArgs } from "node:util";
-import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
-import { newKeyPair } from "../daemon/core/common/crypto.ts";
-import { RelayClient } from "../daemon/core/relay_client/relay_client.ts";
-import { FakeRelayPeer, seededRandom } from "./testbed/fake_relay.ts";
-import { type Bootstrapd, startBootstrapd } from "./testbed/harness.ts";
-import {
-  type FlowResult,
-  RelayEndpoint,
-  routedPair,
-  runFlow,
-  waitForEvent,
-} from "./testbed/relay_flow.ts";
 import { benchCoordinator } from "./bench/coordinator.ts";
+import { benchDecode } from "./bench/decode.ts";
 import { benchFriend } from "./bench/friend.ts";
 import { benchOnion } from "./bench/onion.ts";
+import { benchRelay } from "./bench/relay.ts";
+import { benchRelayServer } from "./bench/relay_server.ts";
+import {
+  type BenchDoc,
+  printTable,
+  replaceReadmeBlock,
+  type Row,
+  SECTION_TITLES,
+  type SectionName,
+  SECTIONS,
+} from "./bench/report.ts";
 
-type Row = Record<string, string | number | null>;
+const RUNNERS: Record<SectionName, (quick: boolean) => Promise<{ rows: Row[]; summary: Row }>> = {
+  relay: benchRelay,
+  coordinator: benchCoordinator,
+  friend: benchFriend,
+  relay_server: benchRelayServer,
+  decode: benchDecode,
+  onion: benchOnion,
+};
 
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
-
-async function cpuTicks(pid: number): Promise<number> {
-  // /proc needs --allow-all in Deno; cat keeps the task's permissions narrow.
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
-  const fields = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, in 1/100 s
-}
-
-/** Seals per second of `size`-byte packets with noble alone, one core. */
-function cryptoCeiling(size: number, ms = 1_000): number {
-  const key = new Uint8Array(32).fill(1);
-  const nonce = new Uint8Array(24);
-  const plain = new Uint8Array(size);
-  const out = new Uint8Array(size + 32); // as our own path does: no allocation per seal
-  const run = (budget: number) => {
-    let n = 0;
-    const t = performance.now();
-    while (performance.now() - t < budget) {
-      for (let i = 0; i < 200; i++) {
-        nonce[23] = i;
-        xsalsa20poly1305(key, nonce).encrypt(plain, out);
-      }
-      n += 200;
-    }
-    return n;
-  };
-  run(200); // warm the JIT up first
-  const t0 = performance.now();
-  const n = run(ms);
-  return n / ((performance.now() - t0) / 1000);
-}
-
-/** Our sender and receiver per-packet cost without sockets or relay: framing + crypto. */
-function ownCost(size: number, count: number): { sendPps: number; recvPps: number } {
-  const fast = {
-    pacer: {
-      initialRate: 1e12,
-      maxRate: 1e12,
-      minRate: 1e6,
-      burstMs: 1000,
-      growIntervalMs: 1,
-      backoffRttMs: 1e9,
-      growRttMs: 1e9,
-    },
-    dataQueueMax: 1 << 30,
-    dataQueueHigh: 1 << 30,
-    maxWriteChunk: 1 << 20,
-  };
-  const random = seededRandom(1);
-  const relay = new FakeRelayPeer(seededRandom(2));
-  const client = new RelayClient({
-    self: newKeyPair(random),
-    relayPublicKey: relay.keys.publicKey,
-    random,
-    now: 0,
-    config: fast,
-  });
-  client.transportConnected(0);
-  const hello = client.pollTransmit(0)!;
-  client.written(hello.length, 0);
-  client.receive(relay.fromClient(hello).response!, 0);
-  const peer = newKeyPair(random).publicKey;
-  client.route(peer);
-  client.receive(relay.frame({ kind: "routing_response", connectionId: 16, publicKey: peer }), 0);
-  client.receive(relay.frame({ kind: "connection_notification", connectionId: 16 }), 0);
-  for (let c = client.pollTransmit(0); c; c = client.pollTransmit(0)) client.written(c.length, 0);
-  const payload = new Uint8Array(size);
-  let t0 = performance.now();
-  for (let done = 0; done < count; done += 1000) {
-    for (let i = 0; i < 1000; i++) client.sendData(peer, payload);
-    for (let c = client.pollTransmit(1); c; c = client.pollTransmit(1)) client.written(c.length, 1);
-  }
-  const sendPps = count / ((performance.now() - t0) / 1000);
-  // Receive: the relay's frames, fed in 64 KB reads.
-  const frames = [];
-  let total = 0;
-  for (let i = 0; i < count; i++) {
-    const f = relay.frame({ kind: "data", connectionId: 16, data: payload });
-    frames.push(f);
-    total += f.length;
-  }
-  const stream = new Uint8Array(total);
-  let o = 0;
-  for (const f of frames) {
-    stream.set(f, o);
-    o += f.length;
-  }
-  t0 = performance.now();
-  for (let i = 0; i < stream.length; i += 65536) {
-    client.receive(stream.subarray(i, i + 65536), 2);
-    client.takeEvents();
-  }
-  const recvPps = count / ((performance.now() - t0) / 1000);
-  return { sendPps, recvPps };
-}
-
-async function rssPerWorker(relay: Bootstrapd, n: number): Promise<number> {
-  const addr = { host: relay.host, port: relay.port, publicKey: relay.publicKeyHex };
-  const before = Deno.memoryUsage().rss;
-  const eps = Array.from({ length: n }, () => new RelayEndpoint({ relay: addr }));
-  await Promise.all(eps.map((e) => waitForEvent(e, "pong")));
-  await new Promise((r) => setTimeout(r, 500));
-  const after = Deno.memoryUsage().rss;
-  await Promise.all(eps.map((e) => e.close()));
-  return (after - before) / n;
-}
-
-async function pingRtts(relay: Bootstrapd, samples: number): Promise<number[]> {
-  const addr = { host: relay.host, port: relay.port, publicKey: relay.publicKeyHex };
-  const ep = new RelayEndpoint({ relay: addr, config: { pingIntervalMs: 20 } });
-  const rtts: number[] = [];
-  await new Promise<void>((resolve) => {
-    ep.subscribe((evs) => {
-      for (const e of evs) if (e.type === "pong") rtts.push(e.rttMs);
-      if (rtts.length >= samples) resolve();
-    });
-  });
-  await ep.close();
-  return rtts;
-}
-
-export async function benchRelay(quick: boolean): Promise<{ rows: Row[]; summary: Row }> {
-  const rows: Row[] = [];
-  const relay = await startBootstrapd();
-  try {
-    const sizes: [number, number][] = quick
-      ? [[64, 5_000], [1024, 3_000], [2000, 1_500]]
-      : [[64, 40_000], [1024, 20_000], [2000, 10_000]];
-    for (const [size, count] of sizes) {
-      const [a, b] = await routedPair(relay.relay);
-      const cpu0 = await cpuTicks(relay.pid);
-      const t0 = performance.now();
-      const r: FlowResult = await runFlow(a, b, {
-        count,
-        size,
-        timeoutMs: 120_000,
-        quietMs: 2_000,
-      });
-      const secs = (performance.now() - t0) / 1000;
-      const cpu1 = await cpuTicks(relay.pid);
-      await Promise.all([a.close(), b.close()]);
-      rows.push({
-        test: `DATA ${size} B via tox-bootstrapd`,
-        packets: r.sent,
-        "MB/s": round((r.received * size) / (r.ms / 1000) / 1e6, 2),
-        "pkt/s": Math.round(r.received / (r.ms / 1000)),
-        lost: r.lost,
-        out_of_order: r.outOfOrder,
-        stalls: r.stalls,
-        "relay CPU %": round(((cpu1 - cpu0) / 100 / secs) * 100),
-      });
-    }
-    const rtts = await pingRtts(relay, quick ? 30 : 150);
-    const rss = await rssPerWorker(relay, quick ? 3 : 8);
-    const ceiling = cryptoCeiling(1024, quick ? 300 : 1_000);
-    const own = ownCost(1024, quick ? 5_000 : 50_000);
-    const summary: Row = {
-      ping_rtt_p50_ms: round(percentile(rtts, 50), 2),
-      ping_rtt_p99_ms: round(percentile(rtts, 99), 2),
-      ping_samples: rtts.length,
-      rss_per_relay_worker_mb: round(rss / 1e6, 2),
-      crypto_ceiling_1k_seals_per_s: Math.round(ceiling),
-      own_send_1k_pkt_per_s: Math.round(own.sendPps),
-      own_recv_1k_pkt_per_s: Math.round(own.recvPps),
-      own_send_vs_ceiling: round(own.sendPps / ceiling, 2),
-      own_recv_vs_ceiling: round(own.recvPps / ceiling, 2),
-    };
-    return { rows, summary };
-  } finally {
-    await relay.stop();
-  }
-}
-
-function printTable(rows: Row[]): void {
-  if (rows.length === 0) return;
-  const cols = Object.keys(rows[0]);
-  const cells = [cols, ...rows.map((r) => cols.map((c) => String(r[c])))];
-  const w = cols.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
-  for (const r of cells) console.log(r.map((c, i) => c.padEnd(w[i])).join("  "));
-}
+const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
+const LAST_RUN = `${ROOT}tools/bench/last_run.json`;
 
 if (import.meta.main) {
   const { values } = parseArgs({
@@ -222,61 +43,50 @@ if (import.meta.main) {
       json: { type: "string" },
       quick: { type: "boolean" },
       only: { type: "string" },
+      readme: { type: "boolean" },
+      from: { type: "string" },
     },
   });
-  const quick = values.quick ?? false;
-  const want = (s: string) => values.only === undefined || values.only.split(",").includes(s);
-  const doc: Record<string, unknown> = { date: new Date().toISOString() };
-  if (want("relay")) {
-    console.log("== relay (our relay workers through tox-bootstrapd 0.2.18 on 127.0.0.1) ==");
-    const relay = await benchRelay(quick);
-    printTable(relay.rows);
-    console.log();
-    printTable(Object.entries(relay.summary).map(([k, v]) => ({ measure: k, value: v })));
-    doc.relay = relay;
-  }
-  if (want("coordinator")) {
-    console.log(
-      "\n== coordinator (two coordinators, tox-bootstrapd 0.2.18 relays on 127.0.0.1) ==",
+  const only = values.only?.split(",") ?? null;
+  const unknown = only?.filter((s) => !(SECTIONS as readonly string[]).includes(s)) ?? [];
+  if (unknown.length > 0) {
+    console.error(
+      `bench: unknown section ${unknown.join(", ")} (sections: ${SECTIONS.join(", ")})`,
     );
-    const coordinator = await benchCoordinator(quick);
-    printTable(coordinator.rows);
-    console.log();
-    printTable(Object.entries(coordinator.summary).map(([k, v]) => ({ measure: k, value: v })));
-    doc.coordinator = coordinator;
+    Deno.exit(2);
   }
-  if (want("friend")) {
-    console.log("\n== friend (custom lossless between friends, one tox-bootstrapd 0.2.18) ==");
-    const friend = await benchFriend(quick);
-    printTable(friend.rows);
-    console.log();
-    printTable(Object.entries(friend.summary).map(([k, v]) => ({ measure: k, value: v })));
-    doc.friend = friend;
+  let doc: BenchDoc;
+  if (values.from !== undefined) {
+    doc = JSON.parse(await Deno.readTextFile(values.from));
+  } else {
+    const quick = values.quick ?? false;
+    doc = { date: new Date().toISOString(), quick };
+    for (const name of SECTIONS) {
+      if (only !== null && !only.includes(name)) continue;
+      console.log(`\n== ${name} (${SECTION_TITLES[name]}) ==`);
+      const result = await RUNNERS[name](quick);
+      printTable(result.rows);
+      console.log();
+      printTable(Object.entries(result.summary).map(([k, v]) => ({ measure: k, value: v })));
+      doc[name] = result;
+    }
+    console.log("\nJSON " + JSON.stringify(doc));
   }
-  if (want("relay_server")) {
-    console.log("\n== relay server (our relay vs tox-bootstrapd 0.2.18, same clients) ==");
-    const server = await benchRelayServer(quick);
-    printTable(server.rows);
-    console.log();
-    printTable(Object.entries(server.summary).map(([k, v]) => ({ measure: k, value: v })));
-    doc.relay_server = server;
-  }
-  if (want("decode")) {
-    console.log("\n== decode (deno task decode vs tshark -r on the same capture) ==");
-    const decode = await benchDecode(quick);
-    printTable(decode.rows);
-    console.log();
-    printTable(Object.entries(decode.summary).map(([k, v]) => ({ measure: k, value: v })));
-    doc.decode = decode;
-  }
-  if (want("onion")) {
-    console.log("\n== onion (start to friend online, no hints, one tox-bootstrapd 0.2.18) ==");
-    const onion = await benchOnion(quick);
-    printTable(onion.rows);
-    console.log();
-    printTable(Object.entries(onion.summary).map(([k, v]) => ({ measure: k, value: v })));
-    doc.onion = onion;
-  }
-  console.log("\nJSON " + JSON.stringify(doc));
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(doc, null, 2) + "\n");
+  if (values.readme) {
+    // A partial run refreshes its own sections and keeps the others' last figures.
+    let last: BenchDoc = { date: doc.date };
+    try {
+      last = JSON.parse(await Deno.readTextFile(LAST_RUN));
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const merged: BenchDoc = { ...last, ...doc };
+    if (values.from === undefined) {
+      await Deno.writeTextFile(LAST_RUN, JSON.stringify(merged, null, 2) + "\n");
+    }
+    const readme = `${ROOT}README.md`;
+    await Deno.writeTextFile(readme, replaceReadmeBlock(await Deno.readTextFile(readme), merged));
+    console.log(`bench: README.md's benchmark table written from ${values.from ?? LAST_RUN}`);
+  }
 }

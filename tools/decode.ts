@@ -25,7 +25,7 @@ export const USAGE = `usage: deno task decode FILE [options]
   --keylog FILE     a key log written by the daemon's --keylog (repeatable); keys inside a
                     pcapng (Decryption Secrets Blocks) are used too
   --filter EXPR     only what matches, e.g. "type=message", "stream=0 dir=s2c",
-                    "peer=3f1c time=2..5", "type=ping|pong" (see README: decode filters)
+                    "peer=3f1c time=2..5", "type=ping|pong" (see tools/README.md: decode)
   --json            one JSON object per line instead of text
   --stats           a summary: streams, packets and bytes per type, ping RTTs, routing events,
                     handshake and first-data times (with --json: one JSON object)

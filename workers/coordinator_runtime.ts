@@ -10,10 +10,8 @@
 import type { NetCryptoKeys } from "../daemon/core/net_crypto/connection.ts";
 import { systemRandom, toHex } from "../daemon/core/common/crypto.ts";
 import { Messenger } from "../daemon/core/messenger/messenger.ts";
-import {
-  type RelayAction,
-  TcpConnections,
-} from "../daemon/core/tcp_connections/tcp_connections.ts";
+import { TcpConnections } from "../daemon/core/tcp_connections/tcp_connections.ts";
+import type { RelayAction } from "../daemon/core/tcp_connections/types.ts";
 import type { RelayClientConfig } from "../daemon/core/relay_client/relay_client.ts";
 import type { ProxyConfig } from "../daemon/core/relay_client/proxy.ts";
 import type { RandomBytes } from "../daemon/core/common/crypto.ts";

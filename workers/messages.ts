@@ -8,12 +8,12 @@
 import type { KeylogEntry } from "../daemon/core/capture/keylog.ts";
 import type { ProxyConfig } from "../daemon/core/relay_client/proxy.ts";
 import type { RelayAddress } from "../daemon/core/common/relay_address.ts";
+import type { TcpConnectionsConfig } from "../daemon/core/tcp_connections/config.ts";
 import type {
   PeerView,
   RelayView,
-  TcpConnectionsConfig,
   TcpConnectionsEvent,
-} from "../daemon/core/tcp_connections/tcp_connections.ts";
+} from "../daemon/core/tcp_connections/types.ts";
 import type {
   MessageKind,
   MessengerEvent,
@@ -21,7 +21,8 @@ import type {
   Profile,
 } from "../daemon/core/messenger/messenger.ts";
 import type { FriendConnectionConfig } from "../daemon/core/friend_connection/friend_connection.ts";
-import type { OnionClientConfig, OnionView } from "../daemon/core/onion/onion_client.ts";
+import type { OnionClientConfig } from "../daemon/core/onion/config.ts";
+import type { OnionView } from "../daemon/core/onion/views.ts";
 import type { NetCryptoStats } from "../daemon/core/net_crypto/net_crypto.ts";
 import type { RelayClientConfig } from "../daemon/core/relay_client/relay_client.ts";
 import type { RelayLinkEvent, RelaySendItem } from "../daemon/core/relay_client/relay_link.ts";

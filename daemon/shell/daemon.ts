@@ -35,7 +35,7 @@ import {
 } from "./state_store.ts";
 import { CoordinatorHandle } from "../../workers/coordinator_handle.ts";
 import { Recorder, RecorderError } from "./recorder.ts";
-import type { OnionView } from "../core/onion/onion_client.ts";
+import type { OnionView } from "../core/onion/views.ts";
 import { isIpLiteral } from "../core/onion/packets.ts";
 import type { CoordinatorEvent, CoordinatorStatus, ToCoordinator } from "../../workers/messages.ts";
 

@@ -22,13 +22,9 @@ import {
   systemRandom,
   toHex,
 } from "../core/common/crypto.ts";
-import {
-  type ConnectionNumber,
-  type ForwardPolicy,
-  RelayServer,
-  type RelayServerConfig,
-  type RelayServerEvent,
-} from "../core/relay_server/relay_server.ts";
+import type { ForwardPolicy, RelayServerConfig } from "../core/relay_server/config.ts";
+import type { ConnectionNumber, RelayServerEvent } from "../core/relay_server/events.ts";
+import { RelayServer } from "../core/relay_server/relay_server.ts";
 import { DeadlineTimer } from "../../workers/deadline_timer.ts";
 
 export interface RoutingRelayOptions {

@@ -13,7 +13,7 @@
  * RETURN blobs (so the 2-hour key rotation that ends them is not modelled), and a node's DHT
  * knows every other node of the network.
  */
-import { isLanAddress } from "../../daemon/core/onion/onion_client.ts";
+import { isLanAddress } from "../../daemon/core/onion/candidates.ts";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import {

@@ -9,10 +9,7 @@ import { type Bootstrapd, startBootstrapd } from "../testbed/harness.ts";
 import { startRoutingRelay } from "../testbed/routing_relay.ts";
 import { CoordinatorEndpoint, longestGapAfter, runPeerFlow } from "../testbed/peer_flow.ts";
 import type { CoordinatorEvent, CoordinatorStatus } from "../../workers/messages.ts";
-
-type Row = Record<string, string | number | null>;
-
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+import { round, type Row } from "./report.ts";
 
 function waitFor(
   ep: CoordinatorEndpoint,

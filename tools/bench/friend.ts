@@ -10,9 +10,8 @@ import { type Bootstrapd, startBootstrapd } from "../testbed/harness.ts";
 import { measureCToC, startToxPeer, type ToxPeer, watchReceived } from "../testbed/tox_peer.ts";
 import { FriendEndpoint, sendStream, StreamCounter } from "../testbed/friend_flow.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
+import { round, type Row } from "./report.ts";
 
-type Row = Record<string, string | number | null>;
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const onlineEvent = (friend: string) => (e: CoordinatorEvent) =>
   e.type === "friend_online" && e.friend === friend;
 

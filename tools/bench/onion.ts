@@ -14,8 +14,8 @@ import { startToxPeer, type ToxPeer } from "../testbed/tox_peer.ts";
 import { fromHex } from "../../daemon/core/common/crypto.ts";
 import { FriendEndpoint } from "../testbed/friend_flow.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
+import type { Row } from "./report.ts";
 
-type Row = Record<string, string | number | null>;
 const round = (x: number, d = 0) => Math.round(x * 10 ** d) / 10 ** d;
 const TIMEOUT_MS = 40_000;
 

@@ -13,10 +13,7 @@ import { startBootstrapd } from "../testbed/harness.ts";
 import { startOwnRelay } from "../testbed/relay_process.ts";
 import { RawRelayClient } from "../testbed/raw_relay_client.ts";
 import { routedPair, runFlow } from "../testbed/relay_flow.ts";
-
-type Row = Record<string, string | number | null>;
-
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+import { round, type Row } from "./report.ts";
 
 /** As fast as the socket takes it: the burst c-toxcore's relay cannot survive. */
 const UNPACED: PacerConfig = {

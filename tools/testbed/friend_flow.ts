@@ -7,7 +7,7 @@
  */
 import { type KeyPair, newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
 import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
-import type { TcpConnectionsConfig } from "../../daemon/core/tcp_connections/tcp_connections.ts";
+import type { TcpConnectionsConfig } from "../../daemon/core/tcp_connections/config.ts";
 import type { RelayClientConfig } from "../../daemon/core/relay_client/relay_client.ts";
 import type { FriendConnectionConfig } from "../../daemon/core/friend_connection/friend_connection.ts";
 import type { ProxyConfig } from "../../daemon/core/relay_client/proxy.ts";
@@ -15,7 +15,7 @@ import { CoordinatorHandle, type CoordinatorObserver } from "../../workers/coord
 import type { CoordinatorEvent, CoordinatorStatus } from "../../workers/messages.ts";
 import { Fanout } from "./fanout.ts";
 import { toxId } from "../../daemon/shell/identity.ts";
-import type { OnionClientConfig } from "../../daemon/core/onion/onion_client.ts";
+import type { OnionClientConfig } from "../../daemon/core/onion/config.ts";
 
 export interface FriendEndpointOptions {
   readonly name?: string;

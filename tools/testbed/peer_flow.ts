@@ -8,7 +8,7 @@
  */
 import { type KeyPair, newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
 import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
-import type { TcpConnectionsConfig } from "../../daemon/core/tcp_connections/tcp_connections.ts";
+import type { TcpConnectionsConfig } from "../../daemon/core/tcp_connections/config.ts";
 import type { RelayClientConfig } from "../../daemon/core/relay_client/relay_client.ts";
 import type { ProxyConfig } from "../../daemon/core/relay_client/proxy.ts";
 import { CoordinatorHandle } from "../../workers/coordinator_handle.ts";

@@ -1,7 +1,7 @@
 /**
  * Child processes that a tool starts and must always stop: spawned with piped output (kept in a
  * bounded log for post-mortems), stdout read line by line while it runs, stopped by pid with a
- * signal and a grace period before SIGKILL. Nothing here knows about Tox; tools/demo.ts uses it.
+ * signal and a grace period before SIGKILL. Nothing here knows about Tox; the demo (tools/demo/stack.ts) and the tests use it.
  */
 
 /** How much of a process's output is kept (the end of it). */

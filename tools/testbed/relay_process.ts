@@ -11,7 +11,7 @@
  */
 import { fromHex } from "../../daemon/core/common/crypto.ts";
 import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
-import type { RelayServerStats } from "../../daemon/core/relay_server/relay_server.ts";
+import type { RelayServerStats } from "../../daemon/core/relay_server/stats.ts";
 import { ManagedProcess } from "./processes.ts";
 import { LOCALHOST, trackHarnessProcess } from "./harness.ts";
 

@@ -9,6 +9,7 @@
  * receiver before the sender would run past the 65535-byte window (we advertise no window
  * scaling), so analysers see no "window full" or "previous segment not captured".
  */
+import { systemRandom } from "../common/crypto.ts";
 import { type Endpoint, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from "./types.ts";
 
 export interface SyntheticTcpOptions {
@@ -214,8 +215,9 @@ export class SyntheticTcpStream {
 
 const EMPTY = new Uint8Array(0);
 
+/** An initial sequence number, when the caller gives none (the recorder does not). */
 function randomU32(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0];
+  return new DataView(systemRandom(4).buffer).getUint32(0);
 }
 
 function put16(b: Uint8Array, o: number, v: number): void {

@@ -17,7 +17,8 @@
 import type { NetCryptoKeys } from "../net_crypto/connection.ts";
 import { bytesEqual, toHex } from "../common/crypto.ts";
 import type { RelayAddress } from "../common/relay_address.ts";
-import type { PeerView, TcpConnections } from "../tcp_connections/tcp_connections.ts";
+import type { TcpConnections } from "../tcp_connections/tcp_connections.ts";
+import type { PeerView } from "../tcp_connections/types.ts";
 import {
   NetCrypto,
   type NetCryptoEvent,

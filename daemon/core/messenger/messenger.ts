@@ -16,15 +16,11 @@
 import type { NetCryptoKeys } from "../net_crypto/connection.ts";
 import { bytesEqual, type KeyPair, type RandomBytes, toHex } from "../common/crypto.ts";
 import type { RelayAddress } from "../common/relay_address.ts";
-import type { TcpConnections, TcpConnectionsEvent } from "../tcp_connections/tcp_connections.ts";
-import {
-  OnionClient,
-  type OnionClientConfig,
-  type OnionClientEvent,
-  type OnionEvent,
-  type OnionFriendView,
-  type OnionView,
-} from "../onion/onion_client.ts";
+import type { TcpConnections } from "../tcp_connections/tcp_connections.ts";
+import type { TcpConnectionsEvent } from "../tcp_connections/types.ts";
+import { OnionClient } from "../onion/onion_client.ts";
+import type { OnionClientConfig } from "../onion/config.ts";
+import type { OnionClientEvent, OnionEvent, OnionFriendView, OnionView } from "../onion/views.ts";
 import { encodeFriendRequest, MAX_FRIEND_REQUEST_DATA_SIZE } from "../onion/packets.ts";
 import {
   type DhtKeySource,
@@ -213,8 +209,8 @@ export interface MessengerOptions {
   /** Onion bootstrap nodes (relays are tried as nodes too). */
   readonly bootstrap?: readonly RelayAddress[];
   readonly onion?: Partial<OnionClientConfig>;
-  /** Unix time (ms) at `now`, for the DHT-PK no_replay counter. Default: Date.now(). */
-  readonly unixTimeMs?: number;
+  /** Unix time (ms) at `now`, for the DHT-PK no_replay counter: the shell reads the wall clock. */
+  readonly unixTimeMs: number;
 }
 
 // Only to measure user input before encoding; the codec encodes (and decodes) the text.
@@ -267,7 +263,7 @@ export class Messenger {
     const tcp = opts.tcp;
     this.#onion = new OnionClient({
       now: opts.now,
-      unixTimeMs: opts.unixTimeMs ?? Date.now(),
+      unixTimeMs: opts.unixTimeMs,
       random: opts.random,
       realKeys: opts.realKeys,
       dhtPublicKey: opts.dhtKeys.publicKey,

@@ -15,28 +15,14 @@
  * stages each live in a ring of MAX_INCOMING_CONNECTIONS entries and are evicted when the ring
  * wraps around onto them; unlike c-toxcore they also have a timer (below).
  *
- * Outbox: one FIFO per connection, sealed in order when handed to the socket. c-toxcore writes
- * each frame at once and lets the kernel's send buffer hold the backlog, so what a client
- * sees is frames in the order the relay produced them; a FIFO here keeps that order (a
- * DISCONNECT_NOTIFICATION never overtakes DATA forwarded before it). A client's queued bytes
- * are what the relay still owes it on the wire: every queued frame at its sealed size, plus
- * the unwritten part of the chunk handed to the socket. The bounds stand in for "the socket is
- * busy" (relay_load.md §1):
- * - DATA and OOB_RECV are dropped silently (counted) once the client is owed `dataQueueMax`
- *   bytes: c-toxcore drops non-priority packets when the receiver's socket is busy. They are
- *   also dropped (counted apart) while all clients together are owed `totalQueueMax`: a few
- *   hundred slow readers cannot make the relay grow without bound.
- * - Everything else (routing response, notifications, PING, PONG) is always queued, up to
- *   `queueMax`; past that the client is not reading what it asks for (a PING flood it never
- *   reads the PONGs of, say) and its connection is closed as its fault (`queue_overflow`).
- *   c-toxcore queues those without bound. Control packets ignore `totalQueueMax` (dropping
- *   one would break the protocol); `queueMax` per client bounds them.
+ * Outbox: one FIFO per connection, sealed in order when handed to the socket, bounded per
+ * client and in total (outbox.ts says how and why).
  *
  * Where it differs from TCP_server.c on purpose:
  * - it reads partial frames, so a sender cannot wedge it with half a frame in a closed receive
  *   window (relay_load.md §1), and the 96-byte answer may go out in pieces (c-toxcore closes
  *   the socket when that one send() is short);
- * - the bounded outbox above;
+ * - the bounded outbox (outbox.ts);
  * - a socket that has not sent a frame that opens within `handshakeTimeoutMs` of its accept
  *   is closed (`handshake_timeout`): c-toxcore only evicts it when 256 newer sockets have
  *   wrapped its ring, so a slow trickle of idle sockets holds its slots for ever;
@@ -59,21 +45,15 @@
  * timeout, next PING, PONG due), so nextDeadline() is O(1) and tick() touches only the
  * connections that are due, O(log n) each. Nothing else walks all connections: accept, a
  * packet, a close cost O(1) (plus a walk over one client's 240 routing slots).
+ *
+ * This file is the sans-I/O API and the protocol logic that ties the parts together; the
+ * parts live beside it: config.ts (limits and defaults), events.ts and stats.ts (what it
+ * reports), connection.ts (the per-socket record and routing table), outbox.ts (what is
+ * owed to clients, bounded), packet_queue.ts, rate_limit.ts and deadline_heap.ts.
  */
 import { bytesEqual, type KeyPair, type RandomBytes, toHex } from "../common/crypto.ts";
-import {
-  acceptClientHandshake,
-  CLIENT_HANDSHAKE_SIZE,
-  type SecureSession,
-} from "../tcp_common/handshake.ts";
-import {
-  FrameReader,
-  frameSize,
-  MAX_FRAME_SIZE,
-  newFrameScratch,
-  openFrame,
-  sealFrameInto,
-} from "../tcp_common/framing.ts";
+import { acceptClientHandshake, CLIENT_HANDSHAKE_SIZE } from "../tcp_common/handshake.ts";
+import { newFrameScratch, openFrame } from "../tcp_common/framing.ts";
 import {
   decodeRelayPacket,
   encodeRelayPacket,
@@ -83,146 +63,23 @@ import {
   packetName,
   type RelayPacket,
 } from "../tcp_common/packets.ts";
-import type { Fault } from "../common/codec.ts";
-
-/** MAX_INCOMING_CONNECTIONS (TCP_server.h): size of each ring of not-yet-confirmed sockets. */
-export const MAX_INCOMING_CONNECTIONS = 256;
-
-/** Opaque number the relay gives each accepted socket; never reused by one RelayServer. */
-export type ConnectionNumber = number;
-
-/** TCP_STATUS_CONNECTED, TCP_STATUS_UNCONFIRMED, TCP_STATUS_CONFIRMED; then closed for good. */
-export type RelayServerStatus = "connected" | "unconfirmed" | "confirmed" | "closed";
-
-/**
- * Why the relay dropped a client. fault (as for the relay client): `peer` = the client broke
- * the protocol or stopped answering, `local` = the relay's own decision (owner, ring
- * eviction, the same key connected again), `network` = the socket ended.
- */
-export type RelayServerCloseReason =
-  | "closed_by_owner"
-  | "evicted"
-  | "replaced"
-  | "handshake_failed"
-  | "handshake_timeout"
-  | "bad_frame"
-  | "bad_mac"
-  | "bad_packet"
-  | "ping_timeout"
-  | "queue_overflow"
-  | "oob_flood"
-  | "ping_flood"
-  | "routing_flood"
-  | "socket_closed"
-  | "socket_error";
-
-const FAULT_OF: Record<RelayServerCloseReason, Fault> = {
-  closed_by_owner: "local",
-  evicted: "local",
-  replaced: "local",
-  handshake_failed: "peer",
-  handshake_timeout: "peer",
-  bad_frame: "peer",
-  bad_mac: "peer",
-  bad_packet: "peer",
-  ping_timeout: "peer",
-  queue_overflow: "peer",
-  oob_flood: "peer",
-  ping_flood: "peer",
-  routing_flood: "peer",
-  socket_closed: "network",
-  socket_error: "network",
-};
-
-/**
- * A token bucket: `burst` packets at once, refilled at `perSecond`. Each packet past it is
- * dropped and still costs a token; a client whose bucket sinks to `closeAfter` below zero is
- * closed. So a burst is forgiven, a client a little over the rate loses the excess, and only
- * one that keeps flooding (about closeAfter / (its rate − perSecond) seconds) is closed.
- */
-export interface RateLimit {
-  readonly perSecond: number;
-  readonly burst: number;
-  readonly closeAfter: number;
-}
-
-/** No limit at all. */
-export const UNLIMITED: RateLimit = { perSecond: Infinity, burst: Infinity, closeAfter: Infinity };
-
-export interface RelayServerConfig {
-  /** TCP_PING_FREQUENCY: each confirmed client is pinged this long after the last ping. */
-  readonly pingIntervalMs: number;
-  /** TCP_PING_TIMEOUT: no matching PONG within this closes the client. */
-  readonly pingTimeoutMs: number;
-  /** Entries in each of the two rings of not-yet-confirmed sockets. */
-  readonly maxIncoming: number;
-  /** DATA and OOB_RECV for a client are dropped while its queue holds this many bytes. */
-  readonly dataQueueMax: number;
-  /** A control packet that would take a client's queue past this closes that client. */
-  readonly queueMax: number;
-  /** DATA and OOB_RECV for anyone are dropped while all clients together are owed this. */
-  readonly totalQueueMax: number;
-  /** Largest chunk handed to the socket in one write. */
-  readonly maxWriteChunk: number;
-  /** From accept to the first frame that opens; Infinity = only the rings evict (c-toxcore). */
-  readonly handshakeTimeoutMs: number;
-  /** OOB_SEND per client. */
-  readonly oobLimit: RateLimit;
-  /** PING per client (each one costs a queued PONG). */
-  readonly pingLimit: RateLimit;
-  /** ROUTING_REQUEST and DISCONNECT_NOTIFICATION per client (each may notify a peer). */
-  readonly routingLimit: RateLimit;
-}
-
-export const DEFAULT_RELAY_SERVER_CONFIG: RelayServerConfig = {
-  pingIntervalMs: 30_000,
-  pingTimeoutMs: 10_000,
-  maxIncoming: MAX_INCOMING_CONNECTIONS,
-  // An unpaced 10 MB burst of 1 KB DATA (the one that wedges tox-bootstrapd) peaked at the
-  // old 256 KiB bound and lost 1-4 packets in 7 of 17 runs; with 1 MiB it loses none.
-  dataQueueMax: 1024 * 1024,
-  // Room above the data bound for every control packet an honest client can be owed at once:
-  // 240 routing responses and notifications are about 20 KB.
-  queueMax: 1024 * 1024 + 64 * 1024,
-  // 128 clients that stop reading fill it; past that the relay drops DATA for everyone, as
-  // c-toxcore does for a single busy socket, rather than grow.
-  totalQueueMax: 128 * 1024 * 1024,
-  maxWriteChunk: 64 * 1024,
-  // TCP_CONNECTION_TIMEOUT, the budget c-toxcore's client gives itself for the same steps.
-  handshakeTimeoutMs: 10_000,
-  // c-toxcore's net_crypto sends an OOB handshake or cookie packet about once a second per
-  // friend it is reaching through this relay.
-  oobLimit: { perSecond: 64, burst: 256, closeAfter: 1024 },
-  // c-toxcore pings every 30 s, our client every 0.5 s while busy.
-  pingLimit: { perSecond: 64, burst: 256, closeAfter: 1024 },
-  // Room to route a full table of 240 keys twice over at once; then 32 changes a second.
-  routingLimit: { perSecond: 32, burst: 512, closeAfter: 2048 },
-};
-
-/** A confirmed client as the forward policy sees it. */
-export interface RelayClientInfo {
-  readonly id: ConnectionNumber;
-  readonly publicKey: Uint8Array;
-}
-
-/** What is about to be forwarded; `data` is a view valid only during the call. */
-export type ForwardedPacket =
-  /** DATA payload (after the connection id byte). */
-  | { readonly kind: "data"; readonly data: Uint8Array }
-  /** OOB payload (after the key). */
-  | { readonly kind: "oob"; readonly data: Uint8Array };
-
-/**
- * Policy hook, asked before each DATA or OOB packet is forwarded from one client to another:
- * false drops it silently, as a relay may (operators could use it for rate limiting or
- * accounting; tests use it for a relay that loses data). Control packets never pass here.
- */
-export type ForwardPolicy = (
-  from: RelayClientInfo,
-  to: RelayClientInfo,
-  packet: ForwardedPacket,
-  now: number,
-) => boolean;
+import {
+  checkRelayServerConfig,
+  DEFAULT_RELAY_SERVER_CONFIG,
+  type ForwardPolicy,
+  type RelayServerConfig,
+} from "./config.ts";
+import { type Conn, connectionInfo, newConn, NO_SLOTS, type Slot } from "./connection.ts";
+import { DeadlineHeap } from "./deadline_heap.ts";
+import {
+  type ConnectionNumber,
+  FAULT_OF,
+  type RelayServerCloseReason,
+  type RelayServerEvent,
+} from "./events.ts";
+import { Outbox } from "./outbox.ts";
+import { spend } from "./rate_limit.ts";
+import type { RelayServerConnectionInfo, RelayServerStats } from "./stats.ts";
 
 export interface RelayServerOptions {
   /** The relay's key pair; for tox-bootstrapd it is the DHT key (spec/tcp.md §1). */
@@ -231,150 +88,6 @@ export interface RelayServerOptions {
   readonly config?: Partial<RelayServerConfig>;
   readonly forward?: ForwardPolicy;
 }
-
-export type RelayServerEvent =
-  /** The 128 bytes opened: answered with 96, waiting for the first frame. */
-  | { readonly type: "handshake"; readonly id: ConnectionNumber; readonly publicKey: Uint8Array }
-  /** The first frame opened: the client is on the relay under `publicKey`. */
-  | { readonly type: "confirmed"; readonly id: ConnectionNumber; readonly publicKey: Uint8Array }
-  /** A ROUTING_RESPONSE went to `id` for `publicKey`; connectionId null = refused (rpid 0). */
-  | {
-    readonly type: "routed";
-    readonly id: ConnectionNumber;
-    readonly publicKey: Uint8Array;
-    readonly connectionId: number | null;
-  }
-  /** Both routed each other: both got a CONNECTION_NOTIFICATION. */
-  | {
-    readonly type: "linked";
-    readonly id: ConnectionNumber;
-    readonly connectionId: number;
-    readonly peer: ConnectionNumber;
-    readonly peerConnectionId: number;
-  }
-  /** `id` dropped its route or left; `peer` got a DISCONNECT_NOTIFICATION for its side. */
-  | {
-    readonly type: "unlinked";
-    readonly id: ConnectionNumber;
-    readonly connectionId: number;
-    readonly peer: ConnectionNumber;
-    readonly peerConnectionId: number;
-  }
-  | {
-    readonly type: "closed";
-    readonly id: ConnectionNumber;
-    /** null if it closed before its handshake opened. */
-    readonly publicKey: Uint8Array | null;
-    readonly reason: RelayServerCloseReason;
-    readonly fault: Fault;
-    readonly message: string;
-    /** Packets still queued for it, now lost. */
-    readonly unsent: number;
-  };
-
-export interface RelayServerStats {
-  /** Sockets the relay holds, in any stage. */
-  readonly connections: number;
-  readonly confirmed: number;
-  readonly dataForwarded: number;
-  /** DATA on a routed slot whose peer is not online (c-toxcore drops it silently). */
-  readonly dataDroppedOffline: number;
-  readonly dataDroppedPolicy: number;
-  readonly oobForwarded: number;
-  /** OOB_SEND to a key no confirmed client holds. */
-  readonly oobDroppedNoTarget: number;
-  readonly oobDroppedPolicy: number;
-  /** DATA or OOB_RECV dropped because the receiver's queue was at dataQueueMax. */
-  readonly droppedQueueFull: number;
-  /** DATA or OOB_RECV dropped because all queues together were at totalQueueMax. */
-  readonly droppedTotalFull: number;
-  /** ONION_REQUESTs ignored: this relay is no onion hop. */
-  readonly onionDropped: number;
-  /** Packets dropped by the per-client rate limits. */
-  readonly oobDroppedRate: number;
-  readonly pingDroppedRate: number;
-  readonly routingDroppedRate: number;
-  /** Bytes owed to all clients now (see the file header), and the most ever at once. */
-  readonly queuedBytes: number;
-  readonly peakQueuedBytes: number;
-  /** Connections closed so far, by reason. */
-  readonly closed: Readonly<Record<RelayServerCloseReason, number>>;
-  /** Connections tick() has looked at so far: only those whose deadline had come. */
-  readonly timerChecks: number;
-}
-
-export interface RelayServerConnectionInfo {
-  readonly id: ConnectionNumber;
-  readonly acceptedAt: number;
-  readonly status: RelayServerStatus;
-  readonly publicKey: Uint8Array | null;
-  /** Routing slots in use, and how many of them are online. */
-  readonly routes: number;
-  readonly online: number;
-  /** Packets not yet sealed. */
-  readonly queuedPackets: number;
-  /** Bytes the relay owes this client on the wire (queued frames + the unwritten chunk). */
-  readonly queuedBytes: number;
-  /** The most queuedBytes ever was. */
-  readonly peakQueuedBytes: number;
-  readonly droppedQueueFull: number;
-  /** Packets from this client dropped by its rate limits. */
-  readonly droppedRate: number;
-  /** When the relay's timer next looks at it (handshake timeout, PING, PONG due). */
-  readonly deadline: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-}
-
-/** One entry of TCP_Secure_Connection.connections[]: status 1 (registered) or 2 (online). */
-interface Slot {
-  readonly publicKey: Uint8Array;
-  readonly hex: string;
-  status: "registered" | "online";
-  /** While online: the peer's connection and the slot index it knows us by. */
-  other: Conn | null;
-  otherId: number;
-}
-
-interface Conn {
-  readonly id: ConnectionNumber;
-  readonly acceptedAt: number;
-  status: RelayServerStatus;
-  readonly reader: FrameReader;
-  session: SecureSession | null;
-  publicKey: Uint8Array | null;
-  hex: string;
-  info: RelayClientInfo | null;
-  /** Position in the incoming or unconfirmed ring while in those stages. */
-  ring: number;
-  /** The 96-byte handshake answer, before any frame. */
-  handshakeResponse: Uint8Array | null;
-  readonly queue: PacketQueue;
-  out: Uint8Array | null;
-  outOff: number;
-  /** Bytes owed on the wire: queued frames, the unwritten chunk, the handshake answer. */
-  owed: number;
-  peakOwed: number;
-  /** NO_SLOTS until the first route: most clients of a big relay route few keys or none. */
-  connections: (Slot | undefined)[];
-  lastPinged: number;
-  pingId: bigint;
-  /** Set when it must close but others are mid-update; closed by #settle. */
-  doomed: { reason: RelayServerCloseReason; message: string } | null;
-  /** Its next timer and its place in the deadline heap (-1: none). */
-  deadline: number;
-  heapIndex: number;
-  readonly oobBucket: Bucket;
-  readonly pingBucket: Bucket;
-  readonly routingBucket: Bucket;
-  droppedQueueFull: number;
-  droppedRate: number;
-  bytesIn: number;
-  bytesOut: number;
-}
-
-// Frozen: a write through it would throw instead of giving every client the same table.
-const NO_SLOTS = Object.freeze([]) as unknown as (Slot | undefined)[];
 
 export class RelayServer {
   readonly keys: KeyPair;
@@ -391,13 +104,9 @@ export class RelayServer {
   readonly #unconfirmed: (Conn | undefined)[];
   #unconfirmedIndex = 0;
   #events: RelayServerEvent[] = [];
-  #writable = new Set<ConnectionNumber>();
-  #doomed: Conn[] = [];
   readonly #timers = new DeadlineHeap<Conn>();
-  #owed = 0;
-  #peakOwed = 0;
+  readonly #outbox: Outbox;
   readonly #scratchIn = newFrameScratch();
-  readonly #scratchOut = newFrameScratch();
 
   #dataForwarded = 0;
   #dataDroppedOffline = 0;
@@ -405,8 +114,6 @@ export class RelayServer {
   #oobForwarded = 0;
   #oobDroppedNoTarget = 0;
   #oobDroppedPolicy = 0;
-  #droppedQueueFull = 0;
-  #droppedTotalFull = 0;
   #onionDropped = 0;
   #oobDroppedRate = 0;
   #pingDroppedRate = 0;
@@ -419,35 +126,11 @@ export class RelayServer {
   constructor(opts: RelayServerOptions) {
     this.config = { ...DEFAULT_RELAY_SERVER_CONFIG, ...opts.config };
     const c = this.config;
-    if (c.dataQueueMax < 0 || c.queueMax < c.dataQueueMax) {
-      throw new RangeError("relay server: need 0 <= dataQueueMax <= queueMax");
-    }
-    if (!Number.isInteger(c.maxIncoming) || c.maxIncoming < 1) {
-      throw new RangeError("relay server: maxIncoming must be a positive integer");
-    }
-    if (c.maxWriteChunk < MAX_FRAME_SIZE) {
-      throw new RangeError("relay server: maxWriteChunk must hold the largest frame");
-    }
-    // Zero would make a deadline that is due again the moment it is handled.
-    if (!(c.pingIntervalMs > 0 && c.pingTimeoutMs > 0 && c.handshakeTimeoutMs > 0)) {
-      throw new RangeError("relay server: ping and handshake timers must be positive");
-    }
-    if (!(c.totalQueueMax >= 0)) throw new RangeError("relay server: totalQueueMax >= 0");
-    for (
-      const [name, l] of [["oob", c.oobLimit], ["ping", c.pingLimit], [
-        "routing",
-        c.routingLimit,
-      ]] as const
-    ) {
-      if (!(l.perSecond >= 0 && l.burst >= 1 && l.closeAfter >= 1)) {
-        throw new RangeError(
-          `relay server: ${name}Limit needs perSecond >= 0, burst and closeAfter >= 1`,
-        );
-      }
-    }
+    checkRelayServerConfig(c);
     this.keys = opts.keys;
     this.#random = opts.random;
     this.#forward = opts.forward;
+    this.#outbox = new Outbox(c);
     this.#incoming = new Array(c.maxIncoming);
     this.#unconfirmed = new Array(c.maxIncoming);
   }
@@ -462,36 +145,7 @@ export class RelayServer {
     if (old !== undefined && old.status === "connected") {
       this.#kill(old, "evicted", "still no handshake when the incoming ring wrapped around");
     }
-    const conn: Conn = {
-      id,
-      acceptedAt: now,
-      status: "connected",
-      reader: new FrameReader(),
-      session: null,
-      publicKey: null,
-      hex: "",
-      info: null,
-      ring: pos,
-      handshakeResponse: null,
-      queue: new PacketQueue(),
-      out: null,
-      outOff: 0,
-      owed: 0,
-      peakOwed: 0,
-      connections: NO_SLOTS,
-      lastPinged: 0,
-      pingId: 0n,
-      doomed: null,
-      deadline: Infinity,
-      heapIndex: -1,
-      oobBucket: { tokens: this.config.oobLimit.burst, at: now },
-      pingBucket: { tokens: this.config.pingLimit.burst, at: now },
-      routingBucket: { tokens: this.config.routingLimit.burst, at: now },
-      droppedQueueFull: 0,
-      droppedRate: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-    };
+    const conn = newConn(id, now, pos, this.config);
     this.#incoming[pos] = conn;
     this.#conns.set(id, conn);
     this.#schedule(conn);
@@ -531,18 +185,8 @@ export class RelayServer {
   /** `n` bytes of the chunk pollTransmit(id) returned were written. */
   written(id: ConnectionNumber, n: number): void {
     const c = this.#conns.get(id);
-    if (c === undefined || c.out === null) return;
-    if (!Number.isInteger(n) || n < 0 || c.outOff + n > c.out.length) {
-      throw new RangeError(`written(${id}, ${n}): only ${c.out.length - c.outOff} bytes pending`);
-    }
-    c.outOff += n;
-    c.bytesOut += n;
-    c.owed -= n;
-    this.#owed -= n;
-    if (c.outOff === c.out.length) {
-      c.out = null;
-      c.outOff = 0;
-    }
+    if (c === undefined) return;
+    this.#outbox.written(c, n);
   }
 
   // ---- timers -------------------------------------------------------------------------
@@ -586,7 +230,7 @@ export class RelayServer {
       const view = new DataView(this.#random(8).buffer);
       c.pingId = view.getBigUint64(0) || 1n; // ping id 0 means "none outstanding"
       c.lastPinged = now;
-      this.#sendPriority(c, encodeRelayPacket({ kind: "ping", pingId: c.pingId }));
+      this.#outbox.sendPriority(c, encodeRelayPacket({ kind: "ping", pingId: c.pingId }));
     }
     if (c.pingId !== 0n && now - c.lastPinged >= this.config.pingTimeoutMs) {
       this.#kill(c, "ping_timeout", `no PONG within ${this.config.pingTimeoutMs} ms`);
@@ -621,30 +265,12 @@ export class RelayServer {
   pollTransmit(id: ConnectionNumber): Uint8Array | null {
     const c = this.#conns.get(id);
     if (c === undefined) return null;
-    if (c.out !== null) return c.out.subarray(c.outOff);
-    if (c.handshakeResponse !== null) {
-      c.out = c.handshakeResponse;
-      c.handshakeResponse = null;
-      return c.out;
-    }
-    if (c.queue.length === 0) return null;
-    const { count, size } = c.queue.plan(this.config.maxWriteChunk);
-    const chunk = new Uint8Array(size);
-    let o = 0;
-    // Sealing moves bytes from the queue to the chunk at the same size: owed is unchanged.
-    for (let i = 0; i < count; i++) {
-      o += sealFrameInto(c.session!, c.queue.shift(), chunk, o, this.#scratchOut);
-    }
-    c.out = chunk;
-    c.outOff = 0;
-    return chunk;
+    return this.#outbox.poll(c);
   }
 
   /** Connections that got something new to write since the last call. */
   takeWritable(): ConnectionNumber[] {
-    const ids = [...this.#writable];
-    this.#writable.clear();
-    return ids;
+    return this.#outbox.takeWritable();
   }
 
   /** Events since the last call, oldest first. */
@@ -673,29 +299,7 @@ export class RelayServer {
   connection(id: ConnectionNumber): RelayServerConnectionInfo | null {
     const c = this.#conns.get(id);
     if (c === undefined) return null;
-    let routes = 0;
-    let online = 0;
-    for (const s of c.connections) {
-      if (s === undefined) continue;
-      routes++;
-      if (s.status === "online") online++;
-    }
-    return {
-      id,
-      acceptedAt: c.acceptedAt,
-      status: c.status,
-      publicKey: c.publicKey,
-      routes,
-      online,
-      queuedPackets: c.queue.length,
-      queuedBytes: c.owed,
-      peakQueuedBytes: c.peakOwed,
-      droppedQueueFull: c.droppedQueueFull,
-      droppedRate: c.droppedRate,
-      deadline: c.deadline,
-      bytesIn: c.bytesIn,
-      bytesOut: c.bytesOut,
-    };
+    return connectionInfo(c);
   }
 
   stats(): RelayServerStats {
@@ -708,14 +312,14 @@ export class RelayServer {
       oobForwarded: this.#oobForwarded,
       oobDroppedNoTarget: this.#oobDroppedNoTarget,
       oobDroppedPolicy: this.#oobDroppedPolicy,
-      droppedQueueFull: this.#droppedQueueFull,
-      droppedTotalFull: this.#droppedTotalFull,
+      droppedQueueFull: this.#outbox.droppedQueueFull,
+      droppedTotalFull: this.#outbox.droppedTotalFull,
       onionDropped: this.#onionDropped,
       oobDroppedRate: this.#oobDroppedRate,
       pingDroppedRate: this.#pingDroppedRate,
       routingDroppedRate: this.#routingDroppedRate,
-      queuedBytes: this.#owed,
-      peakQueuedBytes: this.#peakOwed,
+      queuedBytes: this.#outbox.owed,
+      peakQueuedBytes: this.#outbox.peakOwed,
       closed: { ...this.#closedBy },
       timerChecks: this.#timerChecks,
     };
@@ -747,9 +351,7 @@ export class RelayServer {
     c.session = accepted.session;
     c.publicKey = accepted.clientPublicKey;
     c.hex = toHex(accepted.clientPublicKey);
-    c.handshakeResponse = accepted.response;
-    this.#owe(c, accepted.response.length);
-    this.#writable.add(c.id);
+    this.#outbox.answerHandshake(c, accepted.response);
     this.#events.push({ type: "handshake", id: c.id, publicKey: c.publicKey });
   }
 
@@ -823,7 +425,7 @@ export class RelayServer {
       }
       case "ping":
         if (!this.#withinLimit(c, "ping", now)) return;
-        this.#sendPriority(c, encodeRelayPacket({ kind: "pong", pingId: p.pingId }));
+        this.#outbox.sendPriority(c, encodeRelayPacket({ kind: "pong", pingId: p.pingId }));
         return;
       case "pong":
         if (p.pingId === c.pingId && c.pingId !== 0n) {
@@ -912,14 +514,14 @@ export class RelayServer {
       peer: other.id,
       peerConnectionId: otherId + NUM_RESERVED_PORTS,
     });
-    this.#sendPriority(
+    this.#outbox.sendPriority(
       c,
       encodeRelayPacket({
         kind: "connection_notification",
         connectionId: index + NUM_RESERVED_PORTS,
       }),
     );
-    this.#sendPriority(
+    this.#outbox.sendPriority(
       other,
       encodeRelayPacket({
         kind: "connection_notification",
@@ -930,7 +532,7 @@ export class RelayServer {
 
   #sendRoutingResponse(c: Conn, connectionId: number | null, publicKey: Uint8Array): boolean {
     this.#events.push({ type: "routed", id: c.id, publicKey: publicKey.slice(), connectionId });
-    return this.#sendPriority(
+    return this.#outbox.sendPriority(
       c,
       encodeRelayPacket({ kind: "routing_response", connectionId, publicKey }),
     );
@@ -956,7 +558,7 @@ export class RelayServer {
       peer: other.id,
       peerConnectionId: slot.otherId + NUM_RESERVED_PORTS,
     });
-    this.#sendPriority(
+    this.#outbox.sendPriority(
       other,
       encodeRelayPacket({
         kind: "disconnect_notification",
@@ -991,7 +593,9 @@ export class RelayServer {
       return;
     }
     // The peer knows this link by its own slot index: rewrite the id byte, nothing else.
-    if (this.#sendData(other, plain, slot.otherId + NUM_RESERVED_PORTS)) this.#dataForwarded++;
+    if (this.#outbox.sendData(other, plain, slot.otherId + NUM_RESERVED_PORTS)) {
+      this.#dataForwarded++;
+    }
   }
 
   /** handle_TCP_oob_send: to any confirmed client by key, with the sender's key; no feedback. */
@@ -1009,61 +613,10 @@ export class RelayServer {
       return;
     }
     const packet = encodeRelayPacket({ kind: "oob_recv", publicKey: c.publicKey!, data });
-    if (this.#sendData(other, packet)) this.#oobForwarded++;
+    if (this.#outbox.sendData(other, packet)) this.#oobForwarded++;
   }
 
-  // ---- outbox -------------------------------------------------------------------------
-
-  /** A control packet: always queued, unless the client has stopped reading (then closed). */
-  #sendPriority(c: Conn, plain: Uint8Array): boolean {
-    if (c.status === "closed" || c.doomed !== null) return false;
-    const cost = frameSize(plain.length);
-    if (c.owed + cost > this.config.queueMax) {
-      // Not closed here: the caller may be halfway through updating this client's peers.
-      c.doomed = {
-        reason: "queue_overflow",
-        message:
-          `${c.owed} bytes queued for a client that does not read them; limit ${this.config.queueMax} (${
-            packetName(plain[0])
-          } refused)`,
-      };
-      this.#doomed.push(c);
-      return false;
-    }
-    c.queue.push(plain, plain[0]);
-    this.#owe(c, cost);
-    this.#writable.add(c.id);
-    return true;
-  }
-
-  /**
-   * DATA or OOB_RECV (first byte `id`): dropped silently while the client's queue is at its
-   * data bound, or all queues together at theirs.
-   */
-  #sendData(c: Conn, plain: Uint8Array, id = plain[0]): boolean {
-    if (c.status === "closed" || c.doomed !== null) return false;
-    const cost = frameSize(plain.length);
-    if (c.owed + cost > this.config.dataQueueMax) {
-      c.droppedQueueFull++;
-      this.#droppedQueueFull++;
-      return false;
-    }
-    if (this.#owed + cost > this.config.totalQueueMax) {
-      this.#droppedTotalFull++;
-      return false;
-    }
-    c.queue.push(plain, id);
-    this.#owe(c, cost);
-    this.#writable.add(c.id);
-    return true;
-  }
-
-  #owe(c: Conn, n: number): void {
-    c.owed += n;
-    if (c.owed > c.peakOwed) c.peakOwed = c.owed;
-    this.#owed += n;
-    if (this.#owed > this.#peakOwed) this.#peakOwed = this.#owed;
-  }
+  // ---- rate limits -------------------------------------------------------------------
 
   /** One packet against `c`'s `kind` bucket: false = drop it (or `c` was closed for it). */
   #withinLimit(c: Conn, kind: "oob" | "ping" | "routing", now: number): boolean {
@@ -1097,7 +650,7 @@ export class RelayServer {
 
   /** Close every client that overflowed while others were being updated. */
   #settle(): void {
-    for (let c = this.#doomed.shift(); c !== undefined; c = this.#doomed.shift()) {
+    for (let c = this.#outbox.nextDoomed(); c !== undefined; c = this.#outbox.nextDoomed()) {
       this.#kill(c, c.doomed!.reason, c.doomed!.message);
     }
   }
@@ -1109,7 +662,6 @@ export class RelayServer {
     c.status = "closed";
     this.#closedBy[reason]++;
     this.#conns.delete(c.id);
-    this.#writable.delete(c.id);
     this.#timers.remove(c);
     if (this.#incoming[c.ring] === c) this.#incoming[c.ring] = undefined;
     if (this.#unconfirmed[c.ring] === c) this.#unconfirmed[c.ring] = undefined;
@@ -1117,12 +669,7 @@ export class RelayServer {
     if (c.connections !== NO_SLOTS) {
       for (let i = 0; i < NUM_CLIENT_CONNECTIONS; i++) this.#rmConnectionIndex(c, i);
     }
-    const unsent = c.queue.length + (c.handshakeResponse !== null ? 1 : 0);
-    this.#owed -= c.owed;
-    c.owed = 0;
-    c.queue.clear();
-    c.out = null;
-    c.handshakeResponse = null;
+    const unsent = this.#outbox.release(c);
     c.session = null;
     this.#events.push({
       type: "closed",
@@ -1133,194 +680,5 @@ export class RelayServer {
       message,
       unsent,
     });
-  }
-}
-
-// ---- helpers ------------------------------------------------------------------------------
-
-interface Bucket {
-  tokens: number;
-  /** When tokens was last brought up to date. */
-  at: number;
-}
-
-/** Take one token: "pass", "drop" (over the rate), or "abuse" (closeAfter below zero). */
-function spend(b: Bucket, limit: RateLimit, now: number): "pass" | "drop" | "abuse" {
-  const elapsed = now - b.at;
-  if (elapsed > 0) {
-    b.tokens = Math.min(limit.burst, b.tokens + elapsed * limit.perSecond / 1000);
-    b.at = now;
-  }
-  b.tokens -= 1;
-  if (b.tokens >= 0) return "pass";
-  return b.tokens <= -limit.closeAfter ? "abuse" : "drop";
-}
-
-const EMPTY = new Uint8Array(0);
-/** A queue that empties keeps a buffer this big for the next burst; a bigger one is freed. */
-const KEEP_BUFFER = 16 * 1024;
-
-/**
- * The plaintexts owed to one client, back to back in one growable buffer as
- * length (u16) · plaintext: no object per packet, so a slow reader's queue of 2-byte DATA
- * costs what it holds, not 100-odd bytes of heap per packet, and forwarding allocates nothing.
- */
-class PacketQueue {
-  #buf: Uint8Array = EMPTY;
-  #head = 0;
-  #tail = 0;
-  /** Packets queued. */
-  length = 0;
-
-  /** Copy `plain` in, with `first` as its first byte (the forwarded DATA's connection id). */
-  push(plain: Uint8Array, first: number): void {
-    const need = 2 + plain.length;
-    if (this.#tail + need > this.#buf.length) this.#makeRoom(need);
-    const b = this.#buf;
-    const t = this.#tail;
-    b[t] = plain.length >>> 8;
-    b[t + 1] = plain.length & 0xff;
-    b.set(plain, t + 2);
-    b[t + 2] = first;
-    this.#tail = t + need;
-    this.length++;
-  }
-
-  /** How many packets from the head fit in `max` bytes as frames, and their size. */
-  plan(max: number): { count: number; size: number } {
-    const b = this.#buf;
-    let size = 0;
-    let count = 0;
-    for (let o = this.#head; count < this.length; count++) {
-      const len = (b[o] << 8) | b[o + 1];
-      const f = frameSize(len);
-      if (size + f > max) break;
-      size += f;
-      o += 2 + len;
-    }
-    return { count, size };
-  }
-
-  /** The head packet, removed; a view that holds only until the next push. */
-  shift(): Uint8Array {
-    if (this.length === 0) throw new RangeError("PacketQueue.shift: empty");
-    const b = this.#buf;
-    const len = (b[this.#head] << 8) | b[this.#head + 1];
-    const start = this.#head + 2;
-    this.#head = start + len;
-    if (--this.length === 0) {
-      this.#head = 0;
-      this.#tail = 0;
-      if (b.length > KEEP_BUFFER) this.#buf = EMPTY; // the view keeps the old buffer alive
-    }
-    return b.subarray(start, start + len);
-  }
-
-  clear(): void {
-    this.#buf = EMPTY;
-    this.#head = 0;
-    this.#tail = 0;
-    this.length = 0;
-  }
-
-  /** Compact when at most half would be in use after, else grow: amortised O(1) per byte. */
-  #makeRoom(need: number): void {
-    const live = this.#tail - this.#head;
-    if (live + need <= this.#buf.length / 2) {
-      this.#buf.copyWithin(0, this.#head, this.#tail);
-    } else {
-      // Twice what it holds: the buffer never outgrows twice the client's queue bound.
-      const grown = new Uint8Array(Math.max(512, 2 * (live + need)));
-      grown.set(this.#buf.subarray(this.#head, this.#tail));
-      this.#buf = grown;
-    }
-    this.#head = 0;
-    this.#tail = live;
-  }
-}
-
-/** What DeadlineHeap keeps: the deadline and the slot the heap keeps it in (-1: not in it). */
-interface Timed {
-  deadline: number;
-  heapIndex: number;
-}
-
-/**
- * A binary min-heap of items by deadline, each knowing its own index, so moving or removing
- * one is O(log n) without a search, and the heap never holds stale entries.
- */
-class DeadlineHeap<T extends Timed> {
-  readonly #items: T[] = [];
-
-  get size(): number {
-    return this.#items.length;
-  }
-
-  peek(): T | undefined {
-    return this.#items[0];
-  }
-
-  /** Insert `t` at `deadline`, or move it there; Infinity takes it out. */
-  set(t: T, deadline: number): void {
-    if (deadline === Infinity) {
-      this.remove(t);
-      t.deadline = Infinity;
-      return;
-    }
-    const earlier = deadline < t.deadline;
-    t.deadline = deadline;
-    if (t.heapIndex < 0) {
-      t.heapIndex = this.#items.length;
-      this.#items.push(t);
-      this.#up(t.heapIndex);
-    } else if (earlier) {
-      this.#up(t.heapIndex);
-    } else {
-      this.#down(t.heapIndex);
-    }
-  }
-
-  remove(t: T): void {
-    const i = t.heapIndex;
-    if (i < 0) return;
-    t.heapIndex = -1;
-    const last = this.#items.pop()!;
-    if (last === t) return;
-    this.#items[i] = last;
-    last.heapIndex = i;
-    this.#up(i);
-    this.#down(last.heapIndex);
-  }
-
-  #up(i: number): void {
-    const a = this.#items;
-    const t = a[i];
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p].deadline <= t.deadline) break;
-      a[i] = a[p];
-      a[i].heapIndex = i;
-      i = p;
-    }
-    a[i] = t;
-    t.heapIndex = i;
-  }
-
-  #down(i: number): void {
-    const a = this.#items;
-    const n = a.length;
-    const t = a[i];
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const m = r < n && a[r].deadline < a[l].deadline ? r : l;
-      if (a[m].deadline >= t.deadline) break;
-      a[i] = a[m];
-      a[i].heapIndex = i;
-      i = m;
-    }
-    a[i] = t;
-    t.heapIndex = i;
   }
 }

@@ -1,0 +1,259 @@
+/**
+ * The relay set over time: giving peers slots on relays and taking them away, opening relays
+ * peers need and putting unneeded ones to sleep (do_tcp_conns, kill_nonused_tcp), what a
+ * close leads to (reconnect after a back-off, or dropping a learned relay that never
+ * worked), and benching a relay that fails too often or drops a peer's data while another
+ * relay delivers it. These change relays and peers together, hence apart from either.
+ */
+import type { Fault } from "../common/codec.ts";
+import { shortKey } from "./types.ts";
+import { backoff, hasWorker, rankRelays, recentFaults, type Relay } from "./relays.ts";
+import { newSlot, type Peer, setSlotStatus, type Slot } from "./peers.ts";
+import type { TcpConnectionsState } from "./state.ts";
+
+function attach(state: TcpConnectionsState, peer: Peer, relay: Relay): void {
+  const slot = newSlot(relay.hex);
+  peer.slots.push(slot);
+  relay.peers.add(peer.hex);
+  if (relay.state === "confirmed") {
+    state.actions.push({ type: "route", relay: relay.hex, publicKey: peer.publicKey });
+  }
+}
+
+/** Remove a slot; `why` null when the peer itself goes away. */
+export function dropSlot(
+  state: TcpConnectionsState,
+  peer: Peer,
+  slot: Slot,
+  why: string | null,
+  unroute = true,
+): void {
+  const relay = state.relays.get(slot.relay);
+  if (unroute && relay && relay.state === "confirmed") {
+    // The relay client sends DISCONNECT_NOTIFICATION only for an id it was given.
+    state.actions.push({ type: "unroute", relay: relay.hex, publicKey: peer.publicKey });
+  }
+  relay?.peers.delete(peer.hex);
+  const i = peer.slots.indexOf(slot);
+  if (i >= 0) peer.slots.splice(i, 1);
+  if (why !== null) setSlotStatus(state, peer, slot, "none", state.now, why);
+}
+
+/** Gone from the set, and from every peer's learned relays. */
+export function forget(state: TcpConnectionsState, relay: Relay): void {
+  state.relays.delete(relay.hex);
+  for (const peer of state.peers.values()) {
+    const i = peer.learned.indexOf(relay.hex);
+    if (i >= 0) peer.learned.splice(i, 1);
+    peer.refusedBy.delete(relay.hex);
+  }
+}
+
+export function detachRelay(state: TcpConnectionsState, relay: Relay, why: string): void {
+  for (const hex of [...relay.peers]) {
+    const peer = state.peers.get(hex);
+    const slot = peer?.slots.find((s) => s.relay === relay.hex);
+    if (peer && slot) {
+      relay.peers.delete(hex);
+      peer.slots.splice(peer.slots.indexOf(slot), 1);
+      setSlotStatus(state, peer, slot, "none", state.now, why);
+    }
+  }
+  relay.peers.clear();
+}
+
+/**
+ * Bring the relay set in line with what peers need: fill peer slots, wake needed relays,
+ * reconnect after back-off, put unneeded ones to sleep, return benched ones.
+ */
+export function reconcile(state: TcpConnectionsState): void {
+  const now = state.now;
+  const cfg = state.config;
+  for (const r of state.relays.values()) {
+    if (r.state === "benched" && now >= r.benchedUntil) {
+      r.state = "sleeping";
+      r.attempts = 0;
+      state.events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
+    }
+  }
+  const ranked = rankRelays(state.config, state.relays, now);
+  for (const peer of state.peers.values()) {
+    const onlineCount = peer.slots.filter((s) => s.status === "online").length;
+    if (onlineCount >= cfg.recommendedRelays) continue;
+    const searching = !peer.online && now - peer.offlineSince >= cfg.searchAfterMs;
+    const target = searching ? cfg.maxRelaysPerPeer : cfg.recommendedRelays;
+    const has = (hex: string) => peer.slots.some((s) => s.relay === hex);
+    for (const hex of peer.learned) {
+      if (peer.slots.length >= cfg.maxRelaysPerPeer) break;
+      const r = state.relays.get(hex);
+      if (r && r.state !== "benched" && !has(hex) && !peer.refusedBy.has(hex)) {
+        attach(state, peer, r);
+      }
+    }
+    for (const r of ranked) {
+      if (peer.slots.length >= target) break;
+      if (r.global && !has(r.hex) && !peer.refusedBy.has(r.hex)) attach(state, peer, r);
+    }
+  }
+  // Keep `keepConnected` relays live (connecting or confirmed) whatever the peers need.
+  // Waiting relays count (ranked last) and a sleeping one still in back-off is not opened
+  // early: otherwise a dead kept relay would be replaced and retried at once, and several
+  // dead relays would reopen each other in a loop.
+  const keep = new Set<string>();
+  for (const r of ranked) {
+    if (keep.size >= cfg.keepConnected) break;
+    keep.add(r.hex);
+  }
+  for (const r of state.relays.values()) {
+    const needed = r.peers.size > 0 || keep.has(r.hex);
+    if (r.state === "sleeping" && needed) {
+      if (now >= r.retryAt) open(state, r);
+      else {
+        // Needed again before its back-off ran out: wait for it (nextDeadline has it).
+        r.state = "waiting";
+        state.events.push({
+          type: "relay_state",
+          relay: r.hex,
+          state: "waiting",
+          retryInMs: r.retryAt - now,
+        });
+      }
+    } else if (r.state === "waiting") {
+      if (!needed) {
+        r.state = "sleeping";
+        state.events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
+      } else if (now >= r.retryAt) open(state, r);
+    } else if (
+      r.state === "confirmed" && !needed && now - r.confirmedAt >= cfg.idleSleepMs
+    ) {
+      state.actions.push({ type: "close", relay: r.hex });
+      r.state = "sleeping";
+      r.inflight = 0;
+      r.congested = false;
+      state.events.push({
+        type: "relay_state",
+        relay: r.hex,
+        state: "sleeping",
+        reason: "not needed",
+      });
+    }
+  }
+}
+
+function open(state: TcpConnectionsState, relay: Relay): void {
+  relay.state = "connecting";
+  relay.inflight = 0;
+  relay.congested = false;
+  state.actions.push({
+    type: "open",
+    relay: relay.hex,
+    address: relay.address,
+    ...(relay.proxy ? { proxy: relay.proxy } : {}),
+  });
+  state.events.push({ type: "relay_state", relay: relay.hex, state: "connecting" });
+}
+
+export function relayDown(
+  state: TcpConnectionsState,
+  relay: Relay,
+  reason: string,
+  fault: Fault,
+  now: number,
+): void {
+  const wasUp = relay.state === "confirmed";
+  const upFor = wasUp ? now - relay.confirmedAt : 0;
+  relay.lastError = reason;
+  relay.congested = false;
+  relay.inflight = 0;
+  relay.worker = null;
+  if (fault === "peer") relay.faults.push(now);
+  for (const hex of relay.peers) {
+    const peer = state.peers.get(hex);
+    const slot = peer?.slots.find((s) => s.relay === relay.hex);
+    if (peer && slot) {
+      slot.connectionId = null;
+      setSlotStatus(
+        state,
+        peer,
+        slot,
+        "none",
+        now,
+        `relay ${shortKey(relay.hex)} closed: ${reason}`,
+      );
+    }
+  }
+  if (recentFaults(state.config, relay, now) >= state.config.failuresToBench) {
+    // The caller has already asked the shell to close this worker.
+    bench(
+      state,
+      relay,
+      `closed ${state.config.failuresToBench} times by its own fault ` +
+        `within ${Math.round(state.config.failureWindowMs / 60_000)} min (last: ${reason})`,
+      now,
+      false,
+    );
+    return;
+  }
+  if (!relay.everConfirmed && !relay.global) {
+    // c-toxcore kill_tcp_relay_connection: a learned relay that never worked is dropped.
+    state.events.push({ type: "relay_state", relay: relay.hex, state: "removed", reason, fault });
+    detachRelay(state, relay, `relay never connected: ${reason}`);
+    forget(state, relay);
+    return;
+  }
+  relay.attempts = wasUp && upFor >= state.config.stableAfterMs ? 0 : relay.attempts + 1;
+  const delay = backoff(state.config, state.random, relay.attempts);
+  relay.state = "waiting";
+  relay.retryAt = now + delay;
+  state.events.push({
+    type: "relay_state",
+    relay: relay.hex,
+    state: "waiting",
+    reason,
+    fault,
+    retryInMs: delay,
+  });
+}
+
+function bench(
+  state: TcpConnectionsState,
+  relay: Relay,
+  reason: string,
+  now: number,
+  closeWorker = true,
+): void {
+  if (closeWorker && hasWorker(relay)) {
+    state.actions.push({ type: "close", relay: relay.hex });
+  }
+  relay.state = "benched";
+  relay.benchedReason = reason;
+  relay.benchedUntil = now + state.config.benchMs;
+  relay.congested = false;
+  relay.inflight = 0;
+  state.events.push({ type: "relay_state", relay: relay.hex, state: "benched", reason });
+  detachRelay(state, relay, `relay ${shortKey(relay.hex)} benched: ${reason}`);
+}
+
+export function prove(state: TcpConnectionsState, peer: Peer, slot: Slot, now: number): void {
+  slot.provenAt = now;
+  if (slot.suspectAt !== null) {
+    // The suspect carried the peer's traffic after all.
+    slot.suspectAt = null;
+    slot.suspectReason = null;
+  }
+  // Another relay works for this peer while a suspect still shows nothing: it drops.
+  for (const s of peer.slots) {
+    if (s === slot || s.suspectAt === null || s.provenAt >= s.suspectAt) continue;
+    const relay = state.relays.get(s.relay);
+    if (!relay) continue;
+    relay.penalties.push(now);
+    bench(
+      state,
+      relay,
+      `dropped data for peer ${shortKey(peer.hex)}: ${s.suspectReason}, ` +
+        `while relay ${shortKey(slot.relay)} delivered`,
+      now,
+    );
+    return; // bench detached the relay from every peer, including this loop's slots
+  }
+}
