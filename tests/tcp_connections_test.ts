@@ -1441,6 +1441,7 @@ Deno.test("connected relays are asked for stats every statsIntervalMs; reports s
       priorityQueued: 0,
       rttMs: 30,
       paceRate: 1_500_000,
+      maxBytesPer30ms: 0,
       routes: 0,
       online: 0,
       droppedUnroutedData: 0,

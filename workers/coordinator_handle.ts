@@ -217,6 +217,11 @@ export class CoordinatorHandle {
     this.#post({ t: "friend_lossy", publicKey, packets });
   }
 
+  /** Hold friends' lossless packets in net_crypto while our program is behind; false resumes. */
+  holdDelivery(hold: boolean): void {
+    this.#post({ t: "hold_delivery", hold });
+  }
+
   setProfile(profile: Partial<Profile>): void {
     this.#post({ t: "set_profile", profile });
   }

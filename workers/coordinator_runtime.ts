@@ -229,6 +229,10 @@ export class CoordinatorRuntime {
       case "bootstrap_add":
         this.#friendCommand(msg, now);
         break;
+      case "hold_delivery":
+        if (this.#messenger === null) this.#fail(msg.t, "no Messenger in this coordinator");
+        else this.#messenger.holdDelivery(msg.hold === true, now);
+        break;
       case "init":
         this.#fail("init", "already initialised");
         break;

@@ -238,6 +238,12 @@ type CoordinatorCommand =
   }
   | { readonly t: "friend_typing"; readonly publicKey: Uint8Array; readonly typing: boolean }
   | { readonly t: "set_profile"; readonly profile: Partial<Profile> }
+  /**
+   * Hold friends' lossless packets in net_crypto (true) while the program that reads the
+   * daemon's events is behind, so senders slow down instead of packets piling up; false
+   * resumes and hands up what waited.
+   */
+  | { readonly t: "hold_delivery"; readonly hold: boolean }
   | { readonly t: "close" };
 
 /** An outgoing friend request: the nospam of the friend's Tox ID and our message. */

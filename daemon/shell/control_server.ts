@@ -24,8 +24,17 @@ export type ControlHandler = (command: ControlCommand) => Promise<HandlerResult>
 
 /** Clients at once; one more is told so and closed. */
 const MAX_CLIENTS = 64;
-/** Replies and events queued for one client; a client that lets more pile up is dropped. */
-const MAX_PENDING_BYTES = 1 << 20;
+/**
+ * Bytes queued for one client. Above HIGH the client is "behind": the daemon holds friends'
+ * lossless packets in net_crypto (their senders slow down) until every client is below LOW
+ * again, so a slow reader costs speed, never packets. MAX bounds what may still arrive while
+ * held (packets in flight, messages, status lines); a client past it, or behind for longer
+ * than BEHIND_MAX_MS, is told why and dropped.
+ */
+export const CLIENT_QUEUE_HIGH = 256 * 1024;
+export const CLIENT_QUEUE_LOW = 64 * 1024;
+export const CLIENT_QUEUE_MAX = 32 << 20;
+export const BEHIND_MAX_MS = 20_000;
 const READ_BUFFER = 16 * 1024;
 
 export class ControlServerError extends Error {}
@@ -37,16 +46,27 @@ function dirname(path: string): string {
 
 const encoder = new TextEncoder();
 
+interface ClientHooks {
+  /** The client's queue crossed HIGH (true) or came back under LOW (false). */
+  readonly onBehind: (client: Client, behind: boolean) => void;
+  readonly onClose: (client: Client) => void;
+}
+
 class Client {
   readonly #conn: Deno.UnixConn;
+  readonly #hooks: ClientHooks;
   #queue: Uint8Array[] = [];
   #pending = 0;
   #writing = false;
   #closed = false;
+  /** Set once the client is being dropped: its last line is queued, nothing more is. */
+  #ending = false;
+  #behindSince: number | null = null;
   subscribed = false;
 
-  constructor(conn: Deno.UnixConn, readonly id: number, readonly onClose: () => void) {
+  constructor(conn: Deno.UnixConn, readonly id: number, hooks: ClientHooks) {
     this.#conn = conn;
+    this.#hooks = hooks;
   }
 
   get conn(): Deno.UnixConn {
@@ -57,18 +77,51 @@ class Client {
     return this.#closed;
   }
 
-  /** Queue a line; false (and the client dropped) if it has stopped reading. */
+  get pendingBytes(): number {
+    return this.#pending;
+  }
+
+  /** Since when the client has been behind (performance.now()), or null. */
+  get behindSince(): number | null {
+    return this.#behindSince;
+  }
+
+  /** Queue a line; false if the client is gone or being dropped. */
   send(line: string): boolean {
-    if (this.#closed) return false;
+    if (this.#closed || this.#ending) return false;
     const bytes = encoder.encode(line);
-    if (this.#pending + bytes.length > MAX_PENDING_BYTES) {
-      this.close();
+    if (this.#pending + bytes.length > CLIENT_QUEUE_MAX) {
+      this.drop(
+        `${this.#pending} bytes of replies and events are waiting for this client to read ` +
+          `them (limit ${CLIENT_QUEUE_MAX})`,
+      );
       return false;
     }
+    this.#enqueue(bytes);
+    return true;
+  }
+
+  #enqueue(bytes: Uint8Array): void {
     this.#queue.push(bytes);
     this.#pending += bytes.length;
+    if (this.#behindSince === null && this.#pending > CLIENT_QUEUE_HIGH) {
+      this.#behindSince = performance.now();
+      this.#hooks.onBehind(this, true);
+    }
     if (!this.#writing) this.#drain();
-    return true;
+  }
+
+  /**
+   * Drop the client, saying why first: an `{"event":"dropped"}` line after what is queued,
+   * then the socket closes once that is written (or after a short grace, if it never is).
+   */
+  drop(reason: string): void {
+    if (this.#closed || this.#ending) return;
+    this.#ending = true;
+    this.#queue.push(encoder.encode(JSON.stringify({ event: "dropped", reason }) + "\n"));
+    if (!this.#writing) this.#drain();
+    const grace = setTimeout(() => this.close(), 2_000);
+    Deno.unrefTimer(grace);
   }
 
   async #drain(): Promise<void> {
@@ -80,7 +133,12 @@ class Client {
         while (off < chunk.length) off += await this.#conn.write(chunk.subarray(off));
         this.#queue.shift();
         this.#pending -= chunk.length;
+        if (this.#behindSince !== null && this.#pending < CLIENT_QUEUE_LOW) {
+          this.#behindSince = null;
+          this.#hooks.onBehind(this, false);
+        }
       }
+      if (this.#ending) this.close();
     } catch {
       this.close();
     } finally {
@@ -92,10 +150,15 @@ class Client {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue = [];
+    this.#pending = 0;
     try {
       this.#conn.close();
     } catch { /* already closed */ }
-    this.onClose();
+    if (this.#behindSince !== null) {
+      this.#behindSince = null;
+      this.#hooks.onBehind(this, false);
+    }
+    this.#hooks.onClose(this);
   }
 }
 
@@ -105,8 +168,15 @@ export class ControlServer {
   readonly #log: Logger;
   readonly #clients = new Set<Client>();
   readonly #tasks = new Set<Promise<void>>();
+  readonly #behind = new Set<Client>();
+  #behindTimer: ReturnType<typeof setInterval> | undefined;
+  #onBehind: (behind: boolean) => void = () => {};
   #nextId = 1;
   #closed = false;
+  readonly #hooks: ClientHooks = {
+    onBehind: (c, behind) => this.#clientBehind(c, behind),
+    onClose: (c) => this.#clients.delete(c),
+  };
 
   private constructor(path: string, listener: Deno.UnixListener, log: Logger) {
     this.path = path;
@@ -133,16 +203,61 @@ export class ControlServer {
     return this.#clients.size;
   }
 
+  /**
+   * Called with true when a client falls behind (nothing else was behind) and with false when
+   * the last one catches up or leaves: the daemon holds friends' lossless packets meanwhile.
+   */
+  onBehind(fn: (behind: boolean) => void): void {
+    this.#onBehind = fn;
+  }
+
+  /** Whether some client is behind now (its queue passed CLIENT_QUEUE_HIGH, not yet LOW). */
+  get behind(): boolean {
+    return this.#behind.size > 0;
+  }
+
   serve(handler: ControlHandler): void {
     this.#track(this.#accept(handler));
   }
 
   /** An event line to every subscribed client. */
   broadcast(line: string): void {
-    for (const c of this.#clients) {
-      if (c.subscribed && !c.send(line)) {
-        this.#log.warn(`control client ${c.id} stopped reading events; dropped it`);
-      }
+    for (const c of this.#clients) if (c.subscribed) c.send(line);
+  }
+
+  #clientBehind(c: Client, behind: boolean): void {
+    const was = this.#behind.size > 0;
+    if (behind) {
+      this.#behind.add(c);
+      this.#log.info(
+        `control client ${c.id} is behind (${c.pendingBytes} bytes queued): holding friends' ` +
+          `lossless packets until it reads`,
+      );
+    } else if (this.#behind.delete(c) && !c.closed) {
+      this.#log.info(`control client ${c.id} caught up`);
+    }
+    const now = this.#behind.size > 0;
+    if (now && this.#behindTimer === undefined) {
+      this.#behindTimer = setInterval(() => this.#dropStuck(), 1_000);
+    } else if (!now && this.#behindTimer !== undefined) {
+      clearInterval(this.#behindTimer);
+      this.#behindTimer = undefined;
+    }
+    if (now !== was) this.#onBehind(now);
+  }
+
+  /** A client behind for too long holds every friend back: it is told why and dropped. */
+  #dropStuck(): void {
+    const t = performance.now();
+    for (const c of [...this.#behind]) {
+      const since = c.behindSince;
+      if (since === null || t - since < BEHIND_MAX_MS) continue;
+      const reason = `this client read none of its ${c.pendingBytes} queued bytes of events ` +
+        `for ${Math.round((t - since) / 1000)} s; friends' packets were held for it meanwhile`;
+      this.#log.warn(`control client ${c.id} dropped: ${reason}`);
+      c.drop(reason);
+      // Dropping it releases the hold now: what the client never read is the client's.
+      this.#clientBehind(c, false);
     }
   }
 
@@ -153,6 +268,8 @@ export class ControlServer {
       this.#listener.close();
     } catch { /* already closed */ }
     for (const c of [...this.#clients]) c.close();
+    if (this.#behindTimer !== undefined) clearInterval(this.#behindTimer);
+    this.#behindTimer = undefined;
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
     await Deno.remove(this.path).catch(() => {});
   }
@@ -170,12 +287,12 @@ export class ControlServer {
           break;
         }
         if (this.#clients.size >= MAX_CLIENTS) {
-          const c = new Client(conn, 0, () => {});
+          const c = new Client(conn, 0, { onBehind: () => {}, onClose: () => {} });
           c.send(errorReply(null, { code: "failed", message: "too many control clients" }));
           setTimeout(() => c.close(), 100);
           continue;
         }
-        const client = new Client(conn, this.#nextId++, () => this.#clients.delete(client));
+        const client = new Client(conn, this.#nextId++, this.#hooks);
         this.#clients.add(client);
         this.#log.debug(`control client ${client.id} connected`);
         this.#track(this.#serveClient(client, handler));

@@ -126,6 +126,9 @@ export class Daemon {
       (events) => this.#onEvents(events),
       this.#recorder?.observer(),
     );
+    // A program that reads our events slowly slows its friends down instead of losing what
+    // they sent: their lossless packets wait in net_crypto until it catches up.
+    this.#server.onBehind((behind) => this.#coordinator.holdDelivery(behind));
   }
 
   /** Everything up to listening; a StartError says what the user must fix. */

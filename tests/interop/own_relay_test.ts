@@ -14,7 +14,7 @@
  * other (tried: 40 s, neither saw the other online; the relay dropped 456 onion requests).
  */
 import assert from "node:assert/strict";
-import type { PacerConfig } from "../../daemon/core/relay_client/pacer.ts";
+import { UNPACED } from "../../daemon/core/relay_client/pacer.ts";
 import type { RelayClientConfig } from "../../daemon/core/relay_client/relay_client.ts";
 import { probeRelay } from "../../tools/probe.ts";
 import { type FlowResult, RelayEndpoint, runFlow } from "../../tools/testbed/relay_flow.ts";
@@ -147,16 +147,6 @@ interopTest(
 // ---------------------------------------------------------------------------------------------
 // The unpaced burst (relay_load.md §1)
 
-/** No pacing at all: the bucket is bottomless and never shrinks. */
-const UNPACED: PacerConfig = {
-  initialRate: 1e12,
-  maxRate: 1e12,
-  minRate: 1e12,
-  burstMs: 1_000,
-  growIntervalMs: 1e9,
-  backoffRttMs: 1e9,
-  growRttMs: 0,
-};
 /** The whole burst fits the sender's data lane at once: it goes to the socket as fast as the
  * socket takes it. Stall detection stays on (2 s without progress or PONG = stalled). */
 const BURST_CONFIG: Partial<RelayClientConfig> = {

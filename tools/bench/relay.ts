@@ -6,6 +6,7 @@
  */
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
 import { newKeyPair } from "../../daemon/core/common/crypto.ts";
+import { UNPACED } from "../../daemon/core/relay_client/pacer.ts";
 import { RelayClient } from "../../daemon/core/relay_client/relay_client.ts";
 import { FakeRelayPeer, seededRandom } from "../testbed/fake_relay.ts";
 import { type Bootstrapd, startBootstrapd } from "../testbed/harness.ts";
@@ -52,15 +53,7 @@ function cryptoCeiling(size: number, ms = 1_000): number {
 /** Our sender and receiver per-packet cost without sockets or relay: framing + crypto. */
 function ownCost(size: number, count: number): { sendPps: number; recvPps: number } {
   const fast = {
-    pacer: {
-      initialRate: 1e12,
-      maxRate: 1e12,
-      minRate: 1e6,
-      burstMs: 1000,
-      growIntervalMs: 1,
-      backoffRttMs: 1e9,
-      growRttMs: 1e9,
-    },
+    pacer: UNPACED,
     dataQueueMax: 1 << 30,
     dataQueueHigh: 1 << 30,
     maxWriteChunk: 1 << 20,

@@ -8,23 +8,12 @@
  * and the relay's CPU per forwarded packet (from /proc, utime + stime). Then the memory one
  * more client connection costs our relay (its RSS with 1,000 confirmed clients on).
  */
-import type { PacerConfig } from "../../daemon/core/relay_client/pacer.ts";
+import { UNPACED } from "../../daemon/core/relay_client/pacer.ts";
 import { startBootstrapd } from "../testbed/harness.ts";
 import { startOwnRelay } from "../testbed/relay_process.ts";
 import { RawRelayClient } from "../testbed/raw_relay_client.ts";
 import { routedPair, runFlow } from "../testbed/relay_flow.ts";
 import { round, type Row } from "./report.ts";
-
-/** As fast as the socket takes it: the burst c-toxcore's relay cannot survive. */
-const UNPACED: PacerConfig = {
-  initialRate: 1e12,
-  maxRate: 1e12,
-  minRate: 1e12,
-  burstMs: 1_000,
-  growIntervalMs: 1_000_000,
-  backoffRttMs: 1e9,
-  growRttMs: 1e9,
-};
 
 async function procStat(pid: number): Promise<{ cpu: number; rss: number }> {
   // /proc needs --allow-all in Deno; cat keeps the bench's permissions narrow.

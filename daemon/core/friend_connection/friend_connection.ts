@@ -297,6 +297,13 @@ export class FriendConnections {
     return ok;
   }
 
+  /** Hold (or resume) lossless delivery on every session: see CryptoConnection.holdDelivery. */
+  holdDelivery(held: boolean, now: number): void {
+    this.#now = now;
+    this.#crypto.holdDelivery(held, now);
+    this.#pump();
+  }
+
   /** Counters of net_crypto's stateless side (cookies, incoming handshakes, strays). */
   netCryptoStats(): NetCryptoStats {
     return this.#crypto.stats();

@@ -302,6 +302,17 @@ export class Messenger {
     this.#pump();
   }
 
+  /**
+   * Hold every friend's lossless packets in net_crypto's receive window (their senders slow
+   * down as acknowledgements stop), or resume and hand up what waited: the owner does this
+   * while the program reading our events is behind.
+   */
+  holdDelivery(held: boolean, now: number): void {
+    this.#now = now;
+    this.#fc.holdDelivery(held, now);
+    this.#pump();
+  }
+
   netCryptoStats(): NetCryptoStats {
     return this.#fc.netCryptoStats();
   }

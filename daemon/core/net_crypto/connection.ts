@@ -204,6 +204,13 @@ export class CryptoConnection {
   // Lossless bookkeeping.
   readonly #send: SendArray;
   readonly #recv: RecvArray;
+  /**
+   * Lossless packets stay in the receive array instead of going up: buffer_start stops, so
+   * our acknowledgements stop and the peer's send window closes. What the layer above (in
+   * the end a program reading the control socket) cannot take yet slows the peer down; it is
+   * never taken and then lost.
+   */
+  #deliveryHeld = false;
   readonly #cc: CongestionControl;
   /** Next never-sent packet number. */
   #nextNew = 0;
@@ -621,12 +628,8 @@ export class CryptoConnection {
       this.#reportHoles(now);
     } else if (id >= PACKET_ID_RANGE_LOSSLESS_START && id <= PACKET_ID_RANGE_LOSSLESS_END) {
       const r = this.#recv.add(packetNumber, payload);
-      if (r === "stored") {
-        for (const p of this.#recv.takeInOrder()) {
-          this.#host.emit({ type: "lossless", peer: this.peer, payload: p });
-          if (this.#state !== "established") return;
-          this.#unackedIn++;
-        }
+      if (r === "stored" && !this.#deliveryHeld) {
+        if (!this.#deliverInOrder()) return;
       }
       this.#scheduleAck(now, r !== "stored");
     } else if (id >= PACKET_ID_RANGE_LOSSY_START && id <= PACKET_ID_RANGE_LOSSY_END) {
@@ -639,6 +642,30 @@ export class CryptoConnection {
   }
 
   /** The peer's buffer_start moved: free what it has. False when it acknowledged the future. */
+  /** Hand up the run of lossless packets from buffer_start; false if that ended the session. */
+  #deliverInOrder(): boolean {
+    for (const p of this.#recv.takeInOrder()) {
+      this.#host.emit({ type: "lossless", peer: this.peer, payload: p });
+      if (this.#state !== "established") return false;
+      this.#unackedIn++;
+    }
+    return true;
+  }
+
+  /** Hold lossless delivery (true) or resume it, handing up what waited (false). */
+  holdDelivery(held: boolean, now: number): void {
+    if (this.#deliveryHeld === held) return;
+    this.#deliveryHeld = held;
+    if (held || this.#state !== "established") return;
+    if (!this.#deliverInOrder()) return;
+    this.#scheduleAck(now, false);
+    this.#flush(now);
+  }
+
+  get deliveryHeld(): boolean {
+    return this.#deliveryHeld;
+  }
+
   #acknowledge(bufferStart: number, now: number): boolean {
     const newest = this.#send.get(u32Add(bufferStart, -1));
     const freed = this.#send.clearUntil(bufferStart);

@@ -119,6 +119,7 @@ export class NetCrypto {
   #accepted = 0;
   #refused = 0;
   #stray = 0;
+  #deliveryHeld = false;
 
   constructor(opts: NetCryptoOptions, now: number) {
     this.#opts = opts;
@@ -214,6 +215,16 @@ export class NetCrypto {
     return true;
   }
 
+  /**
+   * Hold every session's lossless delivery (the daemon's program stopped reading), or resume
+   * it; sessions made while held start held.
+   */
+  holdDelivery(held: boolean, now: number): void {
+    this.#now = now;
+    this.#deliveryHeld = held;
+    for (const c of [...this.#byPeer.values()]) c.holdDelivery(held, now);
+  }
+
   /** The path to a DHT key came up (route online): retry at once what found none. */
   pathUp(dhtHex: string, now: number): void {
     this.#now = now;
@@ -251,6 +262,7 @@ export class NetCrypto {
   // ---- internals --------------------------------------------------------------------------
 
   #add(c: CryptoConnection): void {
+    if (this.#deliveryHeld) c.holdDelivery(true, this.#now);
     this.#byPeer.set(c.peer, c);
     this.#byDht.set(toHex(c.dhtPublicKey), c);
   }

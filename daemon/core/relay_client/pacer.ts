@@ -1,47 +1,66 @@
 /**
- * Data-lane pacing for one relay connection (spec/relay_load.md §4).
+ * Data-lane pacing for one relay connection (spec/relay_load.md §4 and its 2026-12-07 addendum).
  *
- * A c-toxcore 0.2.18 relay reads each client once per ~30 ms tick and only whole frames; if
- * more than ~64 KB lands between two ticks the kernel can close its receive window on half a
- * frame and the connection deadlocks for good. So data leaves at a paced rate: a token
- * bucket that starts at ~1.5 MB/s (≈ 45 KB per relay tick, never seen to stall), grows only
- * while we are actually rate-limited and the relay's PONG RTT stays near its floor, and
- * backs off when the RTT grows (the PING queues behind our data in the relay's buffer, so
- * its RTT measures the backlog there).
+ * A c-toxcore 0.2.18 relay reads each client once per ~30 ms tick and only whole frames. If
+ * more bytes land between two ticks than its receive window has room for, the kernel can close
+ * the window on half a frame and the connection deadlocks for good. The window is not fixed:
+ * Linux receive autotuning can grow the relay's buffer (spec/relay_load.md's addendum saw 1.1 MB
+ * after 1 s with an independent client; DEFAULT_PACER says why ours does not on loopback). What
+ * deadlocks is a burst larger than the free window (tokens piled up while our event loop was
+ * busy, released at once) or a step in rate that outruns the buffer, not an absolute rate.
+ *
+ * So the rate starts where a fresh 128 KB buffer is safe (~1.5 MB/s, ≈ 45 KB per relay tick),
+ * then grows **linearly in time** (never by doubling) while we are actually rate-limited and
+ * the relay shows it keeps up (a recent PONG with an RTT near its floor: the PING queues
+ * behind our data, so its RTT measures the backlog in front of the relay). A grown RTT backs
+ * off multiplicatively; so does a socket that stops taking our bytes. The bucket holds at
+ * most `burstMs` of the current rate, so a pause of the event loop never releases more than
+ * that at once: the largest burst is a configured window, not the length of the pause.
  */
 
 export interface PacerConfig {
-  /** Rate at start and after a reset, bytes/s. */
+  /** Rate at start and after a reset, bytes/s: what a fresh relay-side buffer takes safely. */
   readonly initialRate: number;
-  /** Never paced faster than this, bytes/s. */
+  /** Never paced faster than this, bytes/s: a safety ceiling, not the expected rate. */
   readonly maxRate: number;
   /** Never slower than this, bytes/s (a floor so keep-alive traffic always moves). */
   readonly minRate: number;
-  /** Bucket depth in time: how much may leave at once after an idle moment. */
+  /** Bucket depth in time: the most that may leave at once, as milliseconds of the rate. */
   readonly burstMs: number;
-  /** Growth happens at most this often. */
-  readonly growIntervalMs: number;
+  /** Linear growth while limited and healthy: bytes/s added per second. */
+  readonly rampPerSec: number;
   /** RTT above floor + this is "the relay is queueing": back off. */
   readonly backoffRttMs: number;
   /** RTT within floor + this is "the relay keeps up": may grow. */
   readonly growRttMs: number;
+  /** Growth needs a healthy RTT sample at most this old (ms). */
+  readonly sampleMaxAgeMs: number;
+  /** After a back-off, no growth for this long (ms): let the relay's queue drain first. */
+  readonly holdAfterBackoffMs: number;
 }
 
 /**
- * maxRate: on this project's machines (Linux 6.18) the relay's receive buffer stays at its
- * initial 128 KB (autotuning never grows it, see README "Relay load"), so about 64 KB can
- * reach the relay per ~30 ms tick. Measured with 1 KB DATA through tox-bootstrapd: a 3 MB/s
- * cap was clean in 4/4 runs of 20,000 packets, 4 MB/s deadlocked in 1 of 3, 6 MB/s in every
- * run. Raise it only for relays known to keep up (our own relay, a later issue).
+ * maxRate is what the relay's *initial* buffer takes, because on loopback that buffer does not
+ * grow for a paced client: measured with `ss -tmni` on tox-bootstrapd's side, our sender's socket
+ * stays at rb 131072 for a whole 50,000-packet run. Linux grows a receive buffer by the bytes the
+ * application copied per receive-RTT estimate, less what is still queued; that estimate comes
+ * from timestamps on segments of at least the largest size seen, and our small, steady writes
+ * keep it at ~1-2 ms, shorter than the relay's 30 ms read cycle, so each measurement sees no
+ * growth. With the buffer at 128 KB about 100 KB may arrive per relay tick: 3 MB/s (≈ 110 KB
+ * per 30 ms measured) ran 8/8 × 50,000 packets with no stall; 6-9 MB/s deadlocked within a
+ * second every run. The ramp, the RTT gate and the bounded bucket are what would carry a higher
+ * ceiling safely where the relay's buffer does grow (a real network's RTT, our own relay).
  */
 export const DEFAULT_PACER: PacerConfig = {
   initialRate: 1_500_000,
   maxRate: 3_000_000,
   minRate: 64_000,
-  burstMs: 2,
-  growIntervalMs: 450,
+  burstMs: 4,
+  rampPerSec: 8_000_000,
   backoffRttMs: 100,
   growRttMs: 40,
+  sampleMaxAgeMs: 400,
+  holdAfterBackoffMs: 500,
 };
 
 /** The smallest bucket: one largest frame must always fit, with room for timer jitter. */
@@ -64,9 +83,13 @@ export class Pacer {
   #rate: number;
   #tokens: number;
   #lastRefill: number;
-  #lastGrow: number;
   #minRtt = Infinity;
-  /** Set when a send wanted more tokens than the bucket had since the last RTT sample. */
+  /** Growth is allowed until then: the last RTT sample was near the floor. */
+  #healthyUntil = -Infinity;
+  /** No growth before then: a back-off happened. */
+  #holdUntil = -Infinity;
+  /** Data is waiting on the pace (set when a send found too few tokens, cleared when the lane
+   * empties): only then is the pace what holds the sender back, and only then may it grow. */
   #limited = false;
 
   constructor(now: number, config: PacerConfig = DEFAULT_PACER) {
@@ -74,7 +97,6 @@ export class Pacer {
     this.#rate = config.initialRate;
     this.#tokens = this.#burst();
     this.#lastRefill = now;
-    this.#lastGrow = now;
   }
 
   get rate(): number {
@@ -85,16 +107,31 @@ export class Pacer {
     return this.#minRtt;
   }
 
+  /** The most bytes the bucket may hold: what can leave at once after any pause. */
+  get burst(): number {
+    return this.#burst();
+  }
+
   #burst(): number {
     return Math.max(MIN_BURST, (this.#rate * this.config.burstMs) / 1000);
   }
 
   #refill(now: number): void {
     const dt = now - this.#lastRefill;
-    if (dt > 0) {
-      this.#tokens = Math.min(this.#burst(), this.#tokens + (this.#rate * dt) / 1000);
-      this.#lastRefill = now;
+    if (dt <= 0) return;
+    // Grow for the time we were held back by the pace while the relay looked healthy. A gap
+    // longer than one window is a pause of our own (the event loop was busy), not time spent
+    // sending at this rate, so it counts as one window only; the bucket's cap below keeps the
+    // pause from turning into a burst.
+    if (this.#limited && now <= this.#healthyUntil && now >= this.#holdUntil) {
+      const grownFor = Math.min(dt, this.config.burstMs);
+      this.#rate = Math.min(
+        this.config.maxRate,
+        this.#rate + (this.config.rampPerSec * grownFor) / 1000,
+      );
     }
+    this.#tokens = Math.min(this.#burst(), this.#tokens + (this.#rate * dt) / 1000);
+    this.#lastRefill = now;
   }
 
   /** Bytes that may be sent now. */
@@ -113,10 +150,17 @@ export class Pacer {
     this.#limited = true;
   }
 
+  /** Everything queued went out within the pace: demand, not the pace, sets the rate now. */
+  markIdle(now: number): void {
+    this.#refill(now);
+    this.#limited = false;
+  }
+
   /**
-   * How much data one write should carry: about a millisecond's worth, at least 4 KB.
-   * Many one-frame writes become many small skbs on the relay side, each charged far more
-   * than its payload against the relay's receive buffer, which closes its window sooner.
+   * How much data one write should carry: about a millisecond's worth, at least 4 KB. Many
+   * one-frame writes become many small skbs on the relay side, each charged far more than its
+   * payload against the relay's receive buffer; one large write becomes one large skb that,
+   * cut inside a frame, pins its whole size. A millisecond's worth is between the two.
    */
   get writeQuantum(): number {
     return Math.max(MIN_WRITE, this.#rate / 1000);
@@ -134,22 +178,40 @@ export class Pacer {
     if (rttMs < this.#minRtt) this.#minRtt = rttMs;
     const excess = rttMs - this.#minRtt;
     if (excess > this.config.backoffRttMs) {
-      this.#rate = Math.max(this.config.minRate, this.#rate * 0.7);
-      this.#lastGrow = now;
-    } else if (
-      excess <= this.config.growRttMs && this.#limited &&
-      now - this.#lastGrow >= this.config.growIntervalMs
-    ) {
-      this.#rate = Math.min(this.config.maxRate, this.#rate * 2);
-      this.#lastGrow = now;
+      this.#backOff(0.7, now);
+    } else if (excess <= this.config.growRttMs) {
+      this.#healthyUntil = now + this.config.sampleMaxAgeMs;
     }
-    this.#limited = false;
   }
 
   /** The socket did not take our bytes for a while: the relay is not reading. Halve. */
   onWriteBlocked(now: number): void {
-    this.#rate = Math.max(this.config.minRate, this.#rate / 2);
+    this.#backOff(0.5, now);
     this.#tokens = Math.min(this.#tokens, 0);
-    this.#lastGrow = now;
+  }
+
+  #backOff(factor: number, now: number): void {
+    this.#refill(now);
+    this.#rate = Math.max(this.config.minRate, this.#rate * factor);
+    this.#tokens = Math.min(this.#tokens, this.#burst());
+    this.#healthyUntil = -Infinity;
+    this.#holdUntil = now + this.config.holdAfterBackoffMs;
   }
 }
+
+/**
+ * No pacing at all: a bottomless bucket that never shrinks. For relays that read partial
+ * frames and never deadlock (our own, daemon/core/relay_server/), and for measuring the rest
+ * of the data path without the pace.
+ */
+export const UNPACED: PacerConfig = {
+  initialRate: 1e12,
+  maxRate: 1e12,
+  minRate: 1e12,
+  burstMs: 1_000,
+  rampPerSec: 0,
+  backoffRttMs: 1e9,
+  growRttMs: 0,
+  sampleMaxAgeMs: 0,
+  holdAfterBackoffMs: 0,
+};

@@ -42,6 +42,7 @@ import {
   PacketId,
   type RelayPacket,
 } from "../tcp_common/packets.ts";
+import { BurstMeter } from "./burst_meter.ts";
 import { DEFAULT_PACER, frameCharge, Pacer, type PacerConfig } from "./pacer.ts";
 import { type ProxyKind, ProxyNegotiation, type ProxyTarget } from "./proxy.ts";
 import type { TcpSessionKeys } from "../tcp_common/handshake.ts";
@@ -140,8 +141,8 @@ export const DEFAULT_RELAY_CLIENT_CONFIG: RelayClientConfig = {
   connectTimeoutMs: 10_000,
   pingIntervalMs: 30_000,
   pingTimeoutMs: 10_000,
-  busyPingIntervalMs: 500,
-  stallTimeoutMs: 2_000,
+  busyPingIntervalMs: 100,
+  stallTimeoutMs: 400,
   busyWindowMs: 1_000,
   writeBlockedMs: 250,
   dataQueueHigh: 256 * 1024,
@@ -174,6 +175,8 @@ export interface RelayClientStats {
   readonly priorityQueued: number;
   readonly rttMs: number | null;
   readonly paceRate: number;
+  /** The most bytes handed to the socket within any 30 ms (one relay tick). */
+  readonly maxBytesPer30ms: number;
   readonly routes: number;
   readonly online: number;
   readonly droppedUnroutedData: number;
@@ -271,6 +274,7 @@ export class RelayClient {
   #lastDataWritten = -Infinity;
   #rtt: number | null = null;
   #pacer: Pacer;
+  readonly #burstMeter = new BurstMeter();
 
   // Routing.
   #slots: (Slot | undefined)[] = new Array(NUM_CLIENT_CONNECTIONS);
@@ -412,6 +416,7 @@ export class RelayClient {
     if (this.#out === null) return;
     this.#outOff += n;
     this.#bytesOut += n;
+    this.#burstMeter.add(n, now);
     if (this.#outOff >= this.#out.length) {
       this.#out = null;
       this.#outOff = 0;
@@ -585,6 +590,7 @@ export class RelayClient {
     }
     this.#packetsOut += nPriority + nData;
     this.#dataPacketsSent += nData;
+    if (nData > 0 && this.#data.length === 0) this.#pacer.markIdle(now);
     if (nData > 0) {
       this.#pacer.consume(dataBytes);
       this.#lastDataWritten = now;
@@ -744,6 +750,7 @@ export class RelayClient {
       priorityQueued: this.#priority.length,
       rttMs: this.#rtt,
       paceRate: this.#pacer.rate,
+      maxBytesPer30ms: this.#burstMeter.max,
       routes: this.#byKey.size,
       online,
       droppedUnroutedData: this.#droppedUnrouted,
