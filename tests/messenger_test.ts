@@ -193,3 +193,45 @@ Deno.test("shutting down sends KILL: the friend sees us offline at once, not aft
   // Alice keeps her friend list: shutdown is not removal.
   assert.equal(a.messenger.friends().length, 1);
 });
+
+Deno.test("held delivery: lossless packets wait in net_crypto, the sender is refused, none is lost", () => {
+  const net = new SimNet();
+  const { a, b } = friends(net);
+  assert.ok(net.run(() => online(a) && online(b), 5_000));
+  net.act(b, (m, now) => m.holdDelivery(true, now));
+  const total = 10_000; // more than alice may leave unacknowledged (8192)
+  let sent = 0;
+  let refused = 0;
+  const pump = () => {
+    while (sent < total) {
+      const p = new Uint8Array(100);
+      p[0] = 160;
+      new DataView(p.buffer).setUint32(1, sent);
+      const res = net.act(a, (m, now) => m.sendLossless(b.hex, p, now));
+      if (!res.ok) {
+        refused++;
+        break;
+      }
+      sent++;
+    }
+  };
+  net.run(() => {
+    pump();
+    return false;
+  }, 10_000);
+  assert.equal(ofType(b, "friend_lossless").length, 0, "nothing handed up while held");
+  assert.ok(refused > 0 && sent < total, `alice was held back (sent ${sent})`);
+  assert.ok(online(a) && online(b), "the friendship lives on while held");
+  net.act(b, (m, now) => m.holdDelivery(false, now));
+  assert.ok(
+    net.run(() => {
+      pump();
+      return ofType(b, "friend_lossless").length >= total;
+    }, 60_000),
+    `got ${ofType(b, "friend_lossless").length}`,
+  );
+  const seqs = ofType(b, "friend_lossless").map((e) =>
+    new DataView(e.data.buffer, e.data.byteOffset).getUint32(1)
+  );
+  assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i));
+});

@@ -178,14 +178,26 @@ export class ControlServer {
     onClose: (c) => this.#clients.delete(c),
   };
 
-  private constructor(path: string, listener: Deno.UnixListener, log: Logger) {
+  readonly #behindMaxMs: number;
+
+  private constructor(
+    path: string,
+    listener: Deno.UnixListener,
+    log: Logger,
+    behindMaxMs: number,
+  ) {
     this.path = path;
     this.#listener = listener;
     this.#log = log;
+    this.#behindMaxMs = behindMaxMs;
   }
 
   /** Listen on `path`: private directory, stale file replaced, live daemon refused. */
-  static async open(path: string, log: Logger): Promise<ControlServer> {
+  static async open(
+    path: string,
+    log: Logger,
+    opts: { readonly behindMaxMs?: number } = {},
+  ): Promise<ControlServer> {
     const dir = dirname(path);
     await ensurePrivateDir(dir);
     await clearStaleSocket(path, log);
@@ -196,7 +208,7 @@ export class ControlServer {
       throw new ControlServerError(`cannot listen on ${path}: ${(e as Error).message}`);
     }
     await Deno.chmod(path, 0o600);
-    return new ControlServer(path, listener, log);
+    return new ControlServer(path, listener, log, opts.behindMaxMs ?? BEHIND_MAX_MS);
   }
 
   get clients(): number {
@@ -238,7 +250,7 @@ export class ControlServer {
     }
     const now = this.#behind.size > 0;
     if (now && this.#behindTimer === undefined) {
-      this.#behindTimer = setInterval(() => this.#dropStuck(), 1_000);
+      this.#behindTimer = setInterval(() => this.#dropStuck(), Math.min(1_000, this.#behindMaxMs));
     } else if (!now && this.#behindTimer !== undefined) {
       clearInterval(this.#behindTimer);
       this.#behindTimer = undefined;
@@ -251,7 +263,7 @@ export class ControlServer {
     const t = performance.now();
     for (const c of [...this.#behind]) {
       const since = c.behindSince;
-      if (since === null || t - since < BEHIND_MAX_MS) continue;
+      if (since === null || t - since < this.#behindMaxMs) continue;
       const reason = `this client read none of its ${c.pendingBytes} queued bytes of events ` +
         `for ${Math.round((t - since) / 1000)} s; friends' packets were held for it meanwhile`;
       this.#log.warn(`control client ${c.id} dropped: ${reason}`);

@@ -1,0 +1,101 @@
+/**
+ * The control socket's flow control (daemon/shell/control_server.ts): a client whose queue
+ * passes the high mark is "behind" (the daemon then holds friends' lossless packets), catching
+ * up below the low mark ends it; a client behind for too long is told why, then dropped.
+ */
+import assert from "node:assert/strict";
+import {
+  CLIENT_QUEUE_HIGH,
+  CLIENT_QUEUE_LOW,
+  ControlServer,
+} from "../daemon/shell/control_server.ts";
+import { Logger } from "../daemon/shell/log.ts";
+import { withTempDir } from "./support/temp_dir.ts";
+
+const EVENT = JSON.stringify({ event: "custom_packet", data: "ab".repeat(1000) }) + "\n";
+
+async function subscribed(path: string): Promise<Deno.UnixConn> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  await conn.write(new TextEncoder().encode(`{"id":1,"cmd":"subscribe"}\n`));
+  const buf = new Uint8Array(256);
+  const n = await conn.read(buf);
+  assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /"subscribed":true/);
+  return conn;
+}
+
+/** Reads everything until the daemon closes the socket; the text read. */
+async function readToEnd(conn: Deno.UnixConn): Promise<string> {
+  const parts: Uint8Array[] = [];
+  const buf = new Uint8Array(256 * 1024);
+  for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+    parts.push(buf.slice(0, n));
+  }
+  return new TextDecoder().decode(
+    parts.reduce((a, b) => {
+      const c = new Uint8Array(a.length + b.length);
+      c.set(a);
+      c.set(b, a.length);
+      return c;
+    }, new Uint8Array(0)),
+  );
+}
+
+Deno.test("control server: a subscriber that falls behind is reported, and again when it catches up", async () => {
+  await withTempDir("toxtcp-ctl-", async (dir) => {
+    const logs: string[] = [];
+    const server = await ControlServer.open(
+      `${dir}/s/c.sock`,
+      new Logger("info", (l) => logs.push(l)),
+    );
+    const seen: boolean[] = [];
+    server.onBehind((b) => seen.push(b));
+    server.serve(() => Promise.resolve({ ok: true, result: null }));
+    const conn = await subscribed(server.path);
+    try {
+      // Nothing read: the kernel's socket buffers fill first, then our queue passes HIGH.
+      for (let i = 0; i * EVENT.length < CLIENT_QUEUE_HIGH * 8; i++) server.broadcast(EVENT);
+      assert.deepEqual(seen, [true]);
+      assert.ok(server.behind);
+      assert.ok(logs.some((l) => /is behind .* holding friends' lossless packets/.test(l)));
+      // Reading drains it below LOW: the hold ends, once.
+      const buf = new Uint8Array(1 << 20);
+      const t0 = performance.now();
+      while (server.behind && performance.now() - t0 < 5_000) await conn.read(buf);
+      assert.deepEqual(seen, [true, false]);
+      assert.ok(CLIENT_QUEUE_LOW < CLIENT_QUEUE_HIGH);
+    } finally {
+      conn.close();
+      await server.close();
+    }
+  });
+});
+
+Deno.test("control server: a subscriber behind for too long is told why, then dropped", async () => {
+  await withTempDir("toxtcp-ctl-", async (dir) => {
+    const logs: string[] = [];
+    const server = await ControlServer.open(
+      `${dir}/s/c.sock`,
+      new Logger("info", (l) => logs.push(l)),
+      { behindMaxMs: 300 },
+    );
+    const seen: boolean[] = [];
+    server.onBehind((b) => seen.push(b));
+    server.serve(() => Promise.resolve({ ok: true, result: null }));
+    const conn = await subscribed(server.path);
+    try {
+      for (let i = 0; i * EVENT.length < CLIENT_QUEUE_HIGH * 8; i++) server.broadcast(EVENT);
+      assert.deepEqual(seen, [true]);
+      await new Promise((r) => setTimeout(r, 700));
+      // Dropping it released the hold at once, whether or not it ever reads the reason.
+      assert.deepEqual(seen, [true, false]);
+      assert.ok(logs.some((l) => /control client \d+ dropped: this client read none/.test(l)));
+      const text = await readToEnd(conn);
+      const last = JSON.parse(text.trimEnd().split("\n").at(-1)!);
+      assert.equal(last.event, "dropped");
+      assert.match(last.reason, /read none of its \d+ queued bytes of events for \d+ s/);
+    } finally {
+      conn.close();
+      await server.close();
+    }
+  });
+});
