@@ -17,6 +17,7 @@ import {
   runFlow,
   waitForEvent,
 } from "../testbed/relay_flow.ts";
+import { rawPacedFlow } from "../testbed/raw_paced_flow.ts";
 import { percentile, round, type Row } from "./report.ts";
 
 async function cpuTicks(pid: number): Promise<number> {
@@ -131,6 +132,131 @@ async function pingRtts(relay: Bootstrapd, samples: number): Promise<number[]> {
   return rtts;
 }
 
+/** The largest receive buffer (`ss` rb) of any socket of the relay's port, sampled meanwhile. */
+function sampleRelayBuffers(port: number): { stop: () => Promise<number | null> } {
+  let max: number | null = null;
+  let busy = false;
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const out = await new Deno.Command("ss", { args: ["-tmn", "sport", "=", `:${port}`] })
+        .output();
+      for (const m of new TextDecoder().decode(out.stdout).matchAll(/\brb(\d+)/g)) {
+        max = Math.max(max ?? 0, Number(m[1]));
+      }
+    } catch {
+      /* no ss here: the figure is left out */
+    } finally {
+      busy = false;
+    }
+  }, 250);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return Promise.resolve(max);
+    },
+  };
+}
+
+/**
+ * The data lane as the daemon runs it (default configuration): `runs` × `count` 1 KB DATA
+ * through a fresh tox-bootstrapd each, and the raw paced anchor on the same kind of relay.
+ */
+async function dataLane(quick: boolean): Promise<{ rows: Row[]; summary: Row }> {
+  const runs = quick ? 3 : 20;
+  const count = quick ? 10_000 : 50_000;
+  const rates: number[] = [];
+  let stalls = 0;
+  let lost = 0;
+  let maxBurst = 0;
+  let maxRb: number | null = null;
+  for (let i = 0; i < runs; i++) {
+    const relay = await startBootstrapd();
+    try {
+      const [a, b] = await routedPair(relay.relay);
+      const buffers = sampleRelayBuffers(relay.port);
+      const r = await runFlow(a, b, { count, size: 1024, timeoutMs: 120_000, quietMs: 2_000 });
+      const stats = new Promise<number>((resolve) => {
+        const off = a.subscribe((evs) => {
+          for (const e of evs) {
+            if (e.type === "stats") {
+              off();
+              resolve(e.stats.maxBytesPer30ms);
+            }
+          }
+        });
+      });
+      a.handle.requestStats();
+      maxBurst = Math.max(maxBurst, await stats);
+      const rb = await buffers.stop();
+      if (rb !== null) maxRb = Math.max(maxRb ?? 0, rb);
+      await Promise.all([a.close(), b.close()]);
+      rates.push((r.received * 1024) / (r.ms / 1000) / 1e6);
+      stalls += r.stalls;
+      lost += r.lost;
+    } finally {
+      await relay.stop();
+    }
+  }
+  const anchorRuns = quick ? 2 : 6;
+  const anchor: number[] = [];
+  let anchorStalls = 0;
+  for (let i = 0; i < anchorRuns; i++) {
+    const relay = await startBootstrapd();
+    try {
+      const r = await rawPacedFlow(relay, {
+        count,
+        size: 1024,
+        targetRate: 18_800_000,
+        rampMs: 2_000,
+      });
+      if (r.stalled) anchorStalls++;
+      else anchor.push(r.bytesPerSec / 1e6);
+    } finally {
+      await relay.stop();
+    }
+  }
+  const med = (xs: number[]) => (xs.length === 0 ? NaN : percentile(xs, 50));
+  // Rows in the section's own columns; spread and bursts are in the summary.
+  const row = (test: string, mbs: number, n: number, lostN: number | null, st: number): Row => ({
+    test,
+    packets: n,
+    "MB/s": round(mbs, 2),
+    "pkt/s": Math.round((mbs * 1e6) / 1024),
+    lost: lostN,
+    out_of_order: null,
+    stalls: st,
+    "relay CPU %": null,
+  });
+  const rows: Row[] = [
+    row(`data lane: median of ${runs} fresh relays`, med(rates), runs * count, lost, stalls),
+    row(
+      `raw paced anchor: median of ${anchorRuns}, ramp to 18.8 MB/s`,
+      med(anchor),
+      anchorRuns * count,
+      null,
+      anchorStalls,
+    ),
+  ];
+  return {
+    rows,
+    summary: {
+      data_lane_runs: runs,
+      data_lane_stalls: stalls,
+      data_lane_lost: lost,
+      data_lane_mb_s_median: round(med(rates), 2),
+      data_lane_mb_s_min: round(Math.min(...rates), 2),
+      data_lane_mb_s_max: round(Math.max(...rates), 2),
+      data_lane_max_bytes_per_30ms: maxBurst,
+      data_lane_relay_rb_max: maxRb,
+      raw_anchor_mb_s_median: round(med(anchor), 2),
+      raw_anchor_stalled_runs: `${anchorStalls}/${anchorRuns}`,
+      data_lane_vs_raw_anchor: round(med(rates) / med(anchor), 2),
+    },
+  };
+}
+
 export async function benchRelay(quick: boolean): Promise<{ rows: Row[]; summary: Row }> {
   const rows: Row[] = [];
   const relay = await startBootstrapd();
@@ -177,7 +303,9 @@ export async function benchRelay(quick: boolean): Promise<{ rows: Row[]; summary
       own_send_vs_ceiling: round(own.sendPps / ceiling, 2),
       own_recv_vs_ceiling: round(own.recvPps / ceiling, 2),
     };
-    return { rows, summary };
+    await relay.stop();
+    const lane = await dataLane(quick);
+    return { rows: [...rows, ...lane.rows], summary: { ...summary, ...lane.summary } };
   } finally {
     await relay.stop();
   }
