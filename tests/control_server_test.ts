@@ -99,3 +99,68 @@ Deno.test("control server: a subscriber behind for too long is told why, then dr
     }
   });
 });
+
+Deno.test("control server: pipelined send.lossless requests reach the handler as one batch, replies in order", async () => {
+  await withTempDir("toxtcp-ctl-", async (dir) => {
+    const server = await ControlServer.open(`${dir}/s/c.sock`, new Logger("error"));
+    const batches: number[] = [];
+    const singles: string[] = [];
+    server.serve(
+      (c) => {
+        singles.push(c.cmd);
+        return Promise.resolve({ ok: true, result: { single: c.cmd } });
+      },
+      (cs) => {
+        batches.push(cs.length);
+        // The first three go, the rest are refused: a prefix, as the coordinator takes them.
+        return Promise.resolve(
+          cs.map((_, i) =>
+            i < 3
+              ? { ok: true as const, result: { sent: true } }
+              : { ok: false as const, error: { code: "failed" as const, message: "window full" } }
+          ),
+        );
+      },
+    );
+    const conn = await Deno.connect({ transport: "unix", path: server.path });
+    try {
+      const key = "ab".repeat(32);
+      const lossless = (id: number) =>
+        `{"id":${id},"cmd":"send.lossless","public_key":"${key}","data":"a0${
+          id.toString(16).padStart(2, "0")
+        }"}`;
+      const lines = [
+        `{"id":1,"cmd":"status"}`,
+        ...[2, 3, 4, 5, 6].map(lossless),
+        `{"id":7,"cmd":"relays"}`,
+        ...[8, 9].map(lossless),
+      ];
+      await conn.write(new TextEncoder().encode(lines.join("\n") + "\n"));
+      let text = "";
+      const buf = new Uint8Array(64 * 1024);
+      while (text.split("\n").length <= lines.length) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      const replies = text.trimEnd().split("\n").map((l) => JSON.parse(l));
+      assert.deepEqual(replies.map((r) => r.id), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      assert.deepEqual(replies.map((r) => r.ok), [
+        true,
+        true,
+        true,
+        true,
+        false,
+        false,
+        true,
+        true,
+        true,
+      ]);
+      assert.deepEqual(batches, [5, 2]);
+      assert.deepEqual(singles, ["status", "relays"]);
+    } finally {
+      conn.close();
+      await server.close();
+    }
+  });
+});

@@ -12,7 +12,9 @@ import {
   errorReply,
   LineSplitter,
   okReply,
+  type ParsedRequest,
   parseRequest,
+  type RequestId,
 } from "./control.ts";
 import type { Logger } from "./log.ts";
 
@@ -21,6 +23,17 @@ export type HandlerResult =
   | { readonly ok: false; readonly error: ControlError };
 
 export type ControlHandler = (command: ControlCommand) => Promise<HandlerResult>;
+
+/** Custom packets a client pipelined, handled together: one result per command, in order. */
+export type LosslessBatchHandler = (
+  commands: readonly Extract<ControlCommand, { cmd: "send.lossless" | "send.lossy" }>[],
+) => Promise<HandlerResult[]>;
+
+// One variant carries both custom packet commands; only send.lossless is batched.
+type LosslessCommand = Extract<ControlCommand, { cmd: "send.lossless" | "send.lossy" }>;
+
+/** The most pipelined send.lossless requests handled as one batch. */
+const MAX_BATCH = 1024;
 
 /** Clients at once; one more is told so and closed. */
 const MAX_CLIENTS = 64;
@@ -228,8 +241,13 @@ export class ControlServer {
     return this.#behind.size > 0;
   }
 
-  serve(handler: ControlHandler): void {
-    this.#track(this.#accept(handler));
+  /**
+   * Answer every client with `handler`. With `batch`, a run of send.lossless requests that a
+   * client pipelined (read in one go) is handed over at once, so a program that streams custom
+   * packets costs one trip to the coordinator per run, not per packet; replies keep their order.
+   */
+  serve(handler: ControlHandler, batch?: LosslessBatchHandler): void {
+    this.#track(this.#accept(handler, batch));
   }
 
   /** An event line to every subscribed client. */
@@ -291,7 +309,7 @@ export class ControlServer {
     p.finally(() => this.#tasks.delete(p));
   }
 
-  async #accept(handler: ControlHandler): Promise<void> {
+  async #accept(handler: ControlHandler, batch?: LosslessBatchHandler): Promise<void> {
     try {
       for await (const conn of this.#listener) {
         if (this.#closed) {
@@ -307,28 +325,54 @@ export class ControlServer {
         const client = new Client(conn, this.#nextId++, this.#hooks);
         this.#clients.add(client);
         this.#log.debug(`control client ${client.id} connected`);
-        this.#track(this.#serveClient(client, handler));
+        this.#track(this.#serveClient(client, handler, batch));
       }
     } catch (e) {
       if (!this.#closed) this.#log.error(`control socket stopped accepting: ${e}`);
     }
   }
 
-  async #serveClient(client: Client, handler: ControlHandler): Promise<void> {
+  async #serveClient(
+    client: Client,
+    handler: ControlHandler,
+    batch?: LosslessBatchHandler,
+  ): Promise<void> {
     const lines = new LineSplitter();
     const buf = new Uint8Array(READ_BUFFER);
     try {
       while (!client.closed) {
         const n = await client.conn.read(buf);
         if (n === null) break;
-        for (const r of lines.push(buf.subarray(0, n))) {
-          if (client.closed) break;
+        const got = lines.push(buf.subarray(0, n));
+        for (let i = 0; i < got.length && !client.closed;) {
+          const r = got[i];
           if (!r.ok) {
             client.send(errorReply(null, r.error));
+            i++;
             continue;
           }
-          if (r.line.trim() === "") continue;
-          await this.#request(client, r.line, handler);
+          if (r.line.trim() === "") {
+            i++;
+            continue;
+          }
+          const req = parseRequest(r.line);
+          if (batch !== undefined && req.ok && req.command.cmd === "send.lossless") {
+            // The run of parsed send.lossless requests from here on, as one batch.
+            const run: { id: RequestId; command: LosslessCommand }[] = [];
+            let j = i;
+            for (; j < got.length && run.length < MAX_BATCH; j++) {
+              const rj = got[j];
+              if (!rj.ok) break;
+              const pj = j === i ? req : parseRequest(rj.line);
+              if (!pj.ok || pj.command.cmd !== "send.lossless") break;
+              run.push({ id: pj.id, command: pj.command });
+            }
+            await this.#batch(client, run, batch);
+            i = j;
+            continue;
+          }
+          await this.#request(client, req, handler);
+          i++;
         }
       }
     } catch (e) {
@@ -339,8 +383,26 @@ export class ControlServer {
     }
   }
 
-  async #request(client: Client, line: string, handler: ControlHandler): Promise<void> {
-    const req = parseRequest(line);
+  async #batch(
+    client: Client,
+    run: readonly { id: RequestId; command: LosslessCommand }[],
+    batch: LosslessBatchHandler,
+  ): Promise<void> {
+    let results: HandlerResult[];
+    try {
+      results = await batch(run.map((r) => r.command));
+    } catch (e) {
+      this.#log.error(`control command send.lossless failed: ${(e as Error).stack ?? e}`);
+      const error = { code: "failed" as const, message: `internal error: ${e}` };
+      results = run.map(() => ({ ok: false, error }));
+    }
+    for (let k = 0; k < run.length; k++) {
+      const r = results[k];
+      client.send(r.ok ? okReply(run[k].id, r.result) : errorReply(run[k].id, r.error));
+    }
+  }
+
+  async #request(client: Client, req: ParsedRequest, handler: ControlHandler): Promise<void> {
     if (!req.ok) {
       client.send(errorReply(req.id, req.error));
       return;

@@ -208,7 +208,7 @@ export class Daemon {
       });
       for (const r of f.relays) this.#relays.set(r.publicKey, r);
     }
-    this.#server.serve((c) => this.#command(c));
+    this.#server.serve((c) => this.#command(c), (cs) => this.#sendLosslessBatch(cs));
     const stop = () => void this.stop("signal");
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
@@ -633,6 +633,43 @@ export class Daemon {
   }
 
   /** One coordinator command, its failure as a control error. */
+  /**
+   * Pipelined send.lossless requests: each run for one friend goes to the coordinator as one
+   * command. Its packets are taken in order up to the first refusal, so the replies say
+   * exactly which were sent (a prefix) and which were not, as one request at a time would.
+   */
+  async #sendLosslessBatch(
+    commands: readonly Extract<ControlCommand, { cmd: "send.lossless" | "send.lossy" }>[],
+  ): Promise<HandlerResult[]> {
+    const out: HandlerResult[] = [];
+    for (let i = 0; i < commands.length;) {
+      const key = toHex(commands[i].publicKey);
+      let j = i + 1;
+      while (j < commands.length && toHex(commands[j].publicKey) === key) j++;
+      const group = commands.slice(i, j);
+      const r = await this.#run({
+        t: "friend_lossless",
+        publicKey: group[0].publicKey,
+        packets: group.map((c) => c.data),
+      });
+      if (!r.ok) {
+        for (const _ of group) out.push(r);
+      } else {
+        const res = r.result as { refused: number; reason?: string; message?: string };
+        const sent = group.length - res.refused;
+        for (let k = 0; k < group.length; k++) {
+          out.push(
+            k < sent
+              ? { ok: true, result: { sent: true } }
+              : fail(codeOf(res.reason ?? ""), res.message ?? "refused"),
+          );
+        }
+      }
+      i = j;
+    }
+    return out;
+  }
+
   async #run(command: ToCoordinator): Promise<HandlerResult> {
     try {
       const r = await this.#coordinator.request(command);
