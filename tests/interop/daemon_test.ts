@@ -15,7 +15,7 @@ import {
   nextEvent,
   privateDir,
   spec,
-} from "./daemon_process.ts";
+} from "../../tools/testbed/daemon_process.ts";
 
 interface Self {
   address: string;

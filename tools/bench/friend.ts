@@ -10,6 +10,7 @@ import { type Bootstrapd, startBootstrapd } from "../testbed/harness.ts";
 import { measureCToC, startToxPeer, type ToxPeer, watchReceived } from "../testbed/tox_peer.ts";
 import { FriendEndpoint, sendStream, StreamCounter } from "../testbed/friend_flow.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
+import { daemonBlast } from "../testbed/daemon_blast.ts";
 import { round, type Row } from "./report.ts";
 
 const onlineEvent = (friend: string) => (e: CoordinatorEvent) =>
@@ -149,6 +150,27 @@ export async function benchFriend(quick: boolean): Promise<{ rows: Row[]; summar
       }
     }
   }
+  // What a program gets through the daemons' control sockets (pipelined send.lossless).
+  {
+    const relay = await startBootstrapd();
+    try {
+      const n = quick ? 4_000 : 20_000;
+      const r = await daemonBlast(relay, n, 1000);
+      rows.push({
+        pair: "daemon->daemon (control socket)",
+        size: 1000,
+        packets: r.received,
+        in_order: r.inOrder ? r.received : null,
+        pkt_s: round((r.received / r.ms) * 1000, 0),
+        mb_s: round((r.received * 1000) / r.ms / 1000, 2),
+        online_ms: null,
+        resent: r.refused,
+        relay_reconnects: null,
+      });
+    } finally {
+      await relay.stop();
+    }
+  }
   const at = (pair: string, size: number) =>
     rows.find((r) => r.pair === pair && r.size === size)?.pkt_s as number | undefined;
   const summary: Row = {};
@@ -158,6 +180,11 @@ export async function benchFriend(quick: boolean): Promise<{ rows: Row[]; summar
     const oc = at("ours->C", size);
     if (cc && oo) summary[`ours_vs_c_to_c_${size}B`] = round(oo / cc, 1);
     if (cc && oc) summary[`ours_to_c_vs_c_to_c_${size}B`] = round(oc / cc, 2);
+  }
+  const blast = at("daemon->daemon (control socket)", 1000);
+  const cc1000 = at("C->C", quick ? 100 : 1000);
+  if (blast && cc1000) {
+    summary[`control_socket_vs_c_to_c_${quick ? 100 : 1000}B`] = round(blast / cc1000, 1);
   }
   return { rows, summary };
 }

@@ -3,9 +3,9 @@
  * daemon`), and `ctl` as one: what the daemon tests drive, only through the socket and the
  * command line, as a user or a script would.
  */
-import { type Bootstrapd, trackHarnessProcess } from "../../tools/testbed/harness.ts";
-import { ManagedProcess, type StopResult } from "../../tools/testbed/processes.ts";
-import type { ControlClient, ControlEvent } from "../../tools/ctl.ts";
+import { type Bootstrapd, trackHarnessProcess } from "./harness.ts";
+import { ManagedProcess, type StopResult } from "./processes.ts";
+import type { ControlClient, ControlEvent } from "../ctl.ts";
 
 /** A relay as `--relay` and `ctl relay add` take it. */
 export const spec = (b: Bootstrapd) => `${b.relay.host}:${b.relay.port}:${b.relay.publicKey}`;
