@@ -118,9 +118,15 @@ export function incrementNonceNumber(nonce: Uint8Array, n: number): void {
   }
 }
 
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/**
+ * Lower-case hex. Keys are named by their hex on every packet's path (relay routes, peers,
+ * sessions), so this is a table lookup per byte rather than a number formatted per byte.
+ */
 export function toHex(bytes: Uint8Array): string {
   let s = "";
-  for (let i = 0; i < bytes.length; i++) s += bytes[i].toString(16).padStart(2, "0");
+  for (let i = 0; i < bytes.length; i++) s += HEX_BYTE[bytes[i]];
   return s;
 }
 
