@@ -8,7 +8,14 @@
 import assert from "node:assert/strict";
 import { ControlClient } from "../../tools/ctl.ts";
 import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
-import { ctl, ctlJson, DaemonProcess, nextEvent, privateDir, spec } from "../../tools/testbed/daemon_process.ts";
+import {
+  ctl,
+  ctlJson,
+  DaemonProcess,
+  nextEvent,
+  privateDir,
+  spec,
+} from "../../tools/testbed/daemon_process.ts";
 
 interface Self {
   address: string;

@@ -14,7 +14,13 @@ import {
   startMicrosocks,
   startTcpdump,
 } from "../../tools/testbed/harness.ts";
-import { ctl, ctlJson, DaemonProcess, nextEvent, spec } from "../../tools/testbed/daemon_process.ts";
+import {
+  ctl,
+  ctlJson,
+  DaemonProcess,
+  nextEvent,
+  spec,
+} from "../../tools/testbed/daemon_process.ts";
 import { startToxPeer } from "../../tools/testbed/tox_peer.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
