@@ -1,6 +1,8 @@
 /**
  * deno task bench [--quick] [--only SECTIONS] [--json FILE] [--readme] [--from FILE]
  *
+ * SECTIONS: relay, coordinator, friend, relay_server, decode, onion, memory (comma-separated).
+ *
  * Runs the benchmark sections (tools/bench/README.md says what each measures), prints each as a
  * table, and one `JSON {...}` line with everything. `--json FILE` also writes that document;
  * `--readme` puts the headline figures into README.md's benchmark table (between its
@@ -11,6 +13,7 @@ import { parseArgs } from "node:util";
 import { benchCoordinator } from "./bench/coordinator.ts";
 import { benchDecode } from "./bench/decode.ts";
 import { benchFriend } from "./bench/friend.ts";
+import { benchMemory } from "./bench/memory.ts";
 import { benchOnion } from "./bench/onion.ts";
 import { benchRelay } from "./bench/relay.ts";
 import { benchRelayServer } from "./bench/relay_server.ts";
@@ -31,6 +34,7 @@ const RUNNERS: Record<SectionName, (quick: boolean) => Promise<{ rows: Row[]; su
   relay_server: benchRelayServer,
   decode: benchDecode,
   onion: benchOnion,
+  memory: benchMemory,
 };
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);

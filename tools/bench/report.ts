@@ -13,6 +13,7 @@ export const SECTIONS = [
   "relay_server",
   "decode",
   "onion",
+  "memory",
 ] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
@@ -23,6 +24,7 @@ export const SECTION_TITLES: Record<SectionName, string> = {
   relay_server: "our relay vs tox-bootstrapd 0.2.18, same clients",
   decode: "deno task decode vs tshark -r on the same capture",
   onion: "start to friend online, no hints, one tox-bootstrapd 0.2.18",
+  memory: "a daemon's resident memory: relays and friends",
 };
 
 export interface SectionResult {

@@ -94,6 +94,7 @@ export class Stack {
       "--allow-write",
       "--allow-net",
       "--allow-env",
+      "--v8-flags=--max-semi-space-size=1",
       `${ROOT}daemon/shell/main.ts`,
       "--data-dir",
       `${tmp}/${name}`,

@@ -11,8 +11,19 @@ import type { ControlClient, ControlEvent } from "../ctl.ts";
 export const spec = (b: Bootstrapd) => `${b.relay.host}:${b.relay.port}:${b.relay.publicKey}`;
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-/** The permissions of `deno task daemon` / `deno task ctl` (deno.json): no more. */
-const DAEMON_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+/**
+ * The daemon's flags exactly as `deno task daemon` gives them (read from deno.json), so tests
+ * and the bench run the daemon with the permissions and V8 settings a user's daemon has.
+ */
+const DAEMON_FLAGS: readonly string[] = (() => {
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<
+    string,
+    string
+  >;
+  const words = tasks.daemon.split(/\s+/);
+  return words.slice(words.indexOf("run") + 1, words.indexOf("daemon/shell/main.ts"));
+})();
+/** The permissions of `deno task ctl` (deno.json): no more. */
 const CTL_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env"];
 
 export interface DaemonOptions {
