@@ -8,20 +8,7 @@
 import assert from "node:assert/strict";
 import { ControlClient } from "../../tools/ctl.ts";
 import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
-import {
-  ctl,
-  ctlJson,
-  DaemonProcess,
-  nextEvent,
-  privateDir,
-  spec,
-} from "../../tools/testbed/daemon_process.ts";
-
-interface Self {
-  address: string;
-  public_key: string;
-  dht_public_key: string;
-}
+import { befriend, DaemonProcess, privateDir, spec } from "../../tools/testbed/daemon_process.ts";
 
 /** More than alice may have unacknowledged (8192) plus what bob's window holds: she must wait. */
 const COUNT = 10_000;
@@ -105,23 +92,10 @@ interopTest(
         relays: [spec(relay)],
         name: "bob",
       });
-      const watchA = await ControlClient.connect(sa);
       const blaster = await ControlClient.connect(sa);
       let sub: PausableSubscriber | null = null;
       try {
-        assert.equal((await watchA.request("subscribe")).ok, true);
-        const selfA = await ctlJson<Self>(sa, "self");
-        const selfB = await ctlJson<Self>(sb, "self");
-        const online = nextEvent(watchA, (e) => e.event === "friend_online", 15_000, "online");
-        assert.equal((await ctl(sb, "friend", "add", selfA.address)).code, 0);
-        const hinted = await ctl(
-          sa,
-          ...["friend", "add", selfB.address, "--dht", selfB.dht_public_key],
-          ...["--relay", spec(relay)],
-        );
-        assert.equal(hinted.code, 0, hinted.stderr);
-        await online;
-
+        const { b: selfB } = await befriend(sa, sb, relay);
         sub = await PausableSubscriber.subscribe(sb);
         // Alice sends everything, retrying what her side refuses while bob holds (her window to
         // bob closes: that refusal is the backpressure). Bob's subscriber reads nothing yet.
@@ -164,7 +138,6 @@ interopTest(
       } finally {
         sub?.close();
         await blaster.close();
-        await watchA.close();
       }
     } finally {
       await Deno.remove(dir, { recursive: true });

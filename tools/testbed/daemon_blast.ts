@@ -6,7 +6,7 @@
 import { toHex } from "../../daemon/core/common/crypto.ts";
 import { ControlClient } from "../ctl.ts";
 import type { Bootstrapd } from "./harness.ts";
-import { ctl, ctlJson, DaemonProcess, nextEvent, privateDir, spec } from "./daemon_process.ts";
+import { befriend, DaemonProcess, privateDir, spec } from "./daemon_process.ts";
 
 export interface BlastResult {
   readonly received: number;
@@ -27,29 +27,10 @@ export async function daemonBlast(
   const [sa, sb] = [`${dir}/a.sock`, `${dir}/b.sock`];
   const a = await DaemonProcess.start({ dataDir: `${dir}/a`, socket: sa, relays: [spec(relay)] });
   const b = await DaemonProcess.start({ dataDir: `${dir}/b`, socket: sb, relays: [spec(relay)] });
-  const watch = await ControlClient.connect(sa);
   const sub = await ControlClient.connect(sb);
   const blaster = await ControlClient.connect(sa);
   try {
-    await watch.request("subscribe");
-    const selfA = await ctlJson<{ address: string }>(sa, "self");
-    const selfB = await ctlJson<{ address: string; public_key: string; dht_public_key: string }>(
-      sb,
-      "self",
-    );
-    const online = nextEvent(watch, (e) => e.event === "friend_online", 15_000, "online");
-    await ctl(sb, "friend", "add", selfA.address);
-    await ctl(
-      sa,
-      "friend",
-      "add",
-      selfB.address,
-      "--dht",
-      selfB.dht_public_key,
-      "--relay",
-      spec(relay),
-    );
-    await online;
+    const { b: selfB } = await befriend(sa, sb, relay);
     await sub.request("subscribe");
     let received = 0;
     let inOrder = true;
@@ -93,7 +74,7 @@ export async function daemonBlast(
     await Promise.race([counting, new Promise((r) => setTimeout(r, 30_000))]);
     return { received, inOrder, refused, ms: last - t0 };
   } finally {
-    await Promise.all([watch.close(), sub.close(), blaster.close()]);
+    await Promise.all([sub.close(), blaster.close()]);
     await Promise.all([a.stop(), b.stop()]);
     await Deno.remove(dir, { recursive: true });
   }

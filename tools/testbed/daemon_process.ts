@@ -5,7 +5,11 @@
  */
 import { type Bootstrapd, trackHarnessProcess } from "./harness.ts";
 import { ManagedProcess, type StopResult } from "./processes.ts";
-import type { ControlClient, ControlEvent } from "../ctl.ts";
+import {
+  type ControlClient,
+  ControlClient as ControlClientImpl,
+  type ControlEvent,
+} from "../ctl.ts";
 
 /** A relay as `--relay` and `ctl relay add` take it. */
 export const spec = (b: Bootstrapd) => `${b.relay.host}:${b.relay.port}:${b.relay.publicKey}`;
@@ -135,6 +139,43 @@ export async function ctlJson<T = unknown>(socket: string, ...args: string[]): P
   const r = await ctl(socket, "--json", ...args);
   if (r.code !== 0) throw new Error(`ctl ${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
+}
+
+/** What `ctl self` says of a daemon. */
+export interface DaemonSelf {
+  readonly address: string;
+  readonly public_key: string;
+  readonly dht_public_key: string;
+}
+
+/**
+ * Make two running daemons friends as users would with ctl: b adds a's Tox ID, a adds b's with
+ * the hint (b's DHT key and relay); resolves once a sees b online.
+ */
+export async function befriend(
+  sa: string,
+  sb: string,
+  relay: Bootstrapd,
+): Promise<{ a: DaemonSelf; b: DaemonSelf }> {
+  const watch = await ControlClientImpl.connect(sa);
+  try {
+    const subscribed = await watch.request("subscribe");
+    if (!subscribed.ok) throw new Error(`subscribe: ${JSON.stringify(subscribed)}`);
+    const a = await ctlJson<DaemonSelf>(sa, "self");
+    const b = await ctlJson<DaemonSelf>(sb, "self");
+    const online = nextEvent(watch, (e) => e.event === "friend_online", 15_000, "friend online");
+    const added = await ctl(sb, "friend", "add", a.address);
+    if (added.code !== 0) throw new Error(`ctl friend add: ${added.stderr}`);
+    const hinted = await ctl(
+      sa,
+      ...["friend", "add", b.address, "--dht", b.dht_public_key, "--relay", spec(relay)],
+    );
+    if (hinted.code !== 0) throw new Error(`ctl friend add --dht: ${hinted.stderr}`);
+    await online;
+    return { a, b };
+  } finally {
+    await watch.close();
+  }
 }
 
 /** Run the daemon with `args` to completion (for start-up refusals): exit code and output. */
