@@ -12,6 +12,10 @@ import { FriendEndpoint, sendStream, StreamCounter } from "../testbed/friend_flo
 import type { CoordinatorEvent } from "../../workers/messages.ts";
 import { daemonBlast } from "../testbed/daemon_blast.ts";
 import { round, type Row } from "./report.ts";
+import { cpuPerPacket, threadTicks } from "./threads.ts";
+
+/** CPU per packet per thread of the last ours->ours run at each size (the summary shows it). */
+const cpuBySize = new Map<number, Record<string, number>>();
 
 const onlineEvent = (friend: string) => (e: CoordinatorEvent) =>
   e.type === "friend_online" && e.friend === friend;
@@ -33,12 +37,14 @@ async function oursToOurs(relay: Bootstrapd, count: number, size: number): Promi
     await online;
     const onlineMs = performance.now() - started;
     const atB = new StreamCounter(b, a.realHex);
+    const ticks0 = await threadTicks();
     const r = await sendStream(a, b.real.publicKey, {
       count,
       size,
       timeoutMs: 60_000,
       done: () => atB.received >= count,
     });
+    cpuBySize.set(size, cpuPerPacket(ticks0, await threadTicks(), atB.received));
     atB.stop();
     const st = await a.status();
     const c = st.friends[0].crypto;
@@ -180,6 +186,11 @@ export async function benchFriend(quick: boolean): Promise<{ rows: Row[]; summar
     const oc = at("ours->C", size);
     if (cc && oo) summary[`ours_vs_c_to_c_${size}B`] = round(oo / cc, 1);
     if (cc && oc) summary[`ours_to_c_vs_c_to_c_${size}B`] = round(oc / cc, 2);
+  }
+  // Both endpoints (each a coordinator Worker and a relay Worker) run in this process: the
+  // Worker threads are the four busiest worker-N, busiest first.
+  for (const [size, cpu] of cpuBySize) {
+    for (const [k, v] of Object.entries(cpu)) summary[`ours_${size}B_cpu_${k}`] = v;
   }
   const blast = at("daemon->daemon (control socket)", 1000);
   const cc1000 = at("C->C", quick ? 100 : 1000);
