@@ -12,6 +12,10 @@ const doc: BenchDoc = {
   date: "2026-12-07T10:00:00.000Z",
   relay: { rows: [], summary: { ping_rtt_p50_ms: 30.25, rss_per_relay_worker_mb: null } },
   onion: { rows: [], summary: { "ours<->ours_mutual_ms": 677, note: "a|b" } },
+  friend: {
+    rows: [],
+    summary: { ours_100B_cpu_worker_1_us_per_pkt: 30, ours_100B_cpu_total_us_per_pkt: 160 },
+  },
 };
 
 Deno.test("bench report: one row per summary figure, sections in bench order", () => {
@@ -19,10 +23,11 @@ Deno.test("bench report: one row per summary figure, sections in bench order", (
   assert.match(table, /from tools\/bench\/last_run\.json \(2026-12-07\)/);
   const rows = table.split("\n").filter((l) => l.startsWith("| ") && !/^\| (section|-)/.test(l));
   assert.deepEqual(rows, [
-    "| relay   | ping_rtt_p50_ms         | 30.25 |",
-    "| relay   | rss_per_relay_worker_mb | –     |",
-    "| onion   | ours<->ours_mutual_ms   | 677   |",
-    "| onion   | note                    | a\\|b  |",
+    "| relay   | ping_rtt_p50_ms                | 30.25 |",
+    "| relay   | rss_per_relay_worker_mb        | –     |",
+    "| friend  | ours_100B_cpu_total_us_per_pkt | 160   |",
+    "| onion   | ours<->ours_mutual_ms          | 677   |",
+    "| onion   | note                           | a\\|b  |",
   ]);
   assert.match(renderReadmeTable({ ...doc, quick: true }), /\(2026-12-07, --quick\)/);
 });
@@ -32,7 +37,7 @@ Deno.test("bench report: only the block between the markers is replaced", () => 
   const out = replaceReadmeBlock(readme, doc);
   assert.ok(out.startsWith(`# t\n\nbefore\n${README_BEGIN}\n\n_Generated`));
   assert.ok(
-    out.endsWith(`| onion   | note                    | a\\|b  |\n\n${README_END}\nafter\n`),
+    out.endsWith(`| onion   | note                           | a\\|b  |\n\n${README_END}\nafter\n`),
   );
   assert.ok(!out.includes("old figures"));
   assert.equal(replaceReadmeBlock(out, doc), out, "rendering twice changes nothing");

@@ -85,6 +85,9 @@ function markdownTable(header: readonly string[], rows: readonly string[][]): st
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
+/** Figures kept to the JSON and the printed tables: per-thread CPU (the total stays). */
+const DETAIL_ONLY = /_cpu_(?!total)/;
+
 /** The README's benchmark table: every section's headline figures from one document. */
 export function renderReadmeTable(doc: BenchDoc): string {
   const note =
@@ -97,6 +100,7 @@ export function renderReadmeTable(doc: BenchDoc): string {
     const section = doc[name];
     if (section === undefined) continue;
     for (const [measure, value] of Object.entries(section.summary)) {
+      if (DETAIL_ONLY.test(measure)) continue;
       rows.push([name, measure.replaceAll("|", "\\|"), cell(value)]);
     }
   }
