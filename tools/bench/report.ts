@@ -85,8 +85,8 @@ function markdownTable(header: readonly string[], rows: readonly string[][]): st
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
-/** Figures kept to the JSON and the printed tables: per-thread CPU (the total stays). */
-const DETAIL_ONLY = /_cpu_(?!total)/;
+/** Figures kept to the JSON and the printed tables: per-thread CPU (the total stays), counts of runs. */
+const DETAIL_ONLY = /_cpu_(?!total)|^(ping_samples|failover_runs|data_lane_runs)$/;
 
 /** The README's benchmark table: every section's headline figures from one document. */
 export function renderReadmeTable(doc: BenchDoc): string {
