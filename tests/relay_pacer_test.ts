@@ -65,10 +65,24 @@ Deno.test("pacer: no growth without a healthy PONG, nor while the lane is not he
   const idle = new Pacer(0, FAST);
   for (let t = 0; t < 1_000; t += 2) {
     if (t % 100 === 0) idle.onRtt(20, t);
-    idle.available(t);
-    idle.markIdle(t); // everything queued went out within the pace
+    idle.available(t); // everything queued goes out within the pace: never limited
   }
   assert.equal(idle.rate, FAST.initialRate, "demand, not the pace, set the rate");
+
+  // Bursts that wait on the pace and then drain the lane still grow it, while they keep coming.
+  const bursty = new Pacer(0, FAST);
+  for (let t = 0; t < 1_000; t += 2) {
+    if (t % 100 === 0) bursty.onRtt(20, t);
+    bursty.available(t);
+    if (t % 20 === 0) bursty.markLimited(); // a batch every 20 ms finds too few tokens
+  }
+  assert.ok(bursty.rate > FAST.initialRate + FAST.rampPerSec * 0.8, `${bursty.rate}`);
+  for (let t = 1_000; t < 2_000; t += 2) {
+    if (t % 100 === 0) bursty.onRtt(20, t);
+    bursty.available(t); // the bursts stopped: growth stops within LIMITED_MEMORY_MS
+  }
+  const after = bursty.rate;
+  assert.ok(after <= FAST.initialRate + FAST.rampPerSec * 1.2, `${after}`);
 
   const stale = new Pacer(0, FAST);
   stale.onRtt(20, 0);

@@ -63,6 +63,9 @@ export const DEFAULT_PACER: PacerConfig = {
   holdAfterBackoffMs: 500,
 };
 
+/** A send held back by the pace within this long (ms) still counts as "limited" for growth. */
+const LIMITED_MEMORY_MS = 100;
+
 /** The smallest bucket: one largest frame must always fit, with room for timer jitter. */
 const MIN_BURST = 8192;
 const MIN_WRITE = 4096;
@@ -88,9 +91,12 @@ export class Pacer {
   #healthyUntil = -Infinity;
   /** No growth before then: a back-off happened. */
   #holdUntil = -Infinity;
-  /** Data is waiting on the pace (set when a send found too few tokens, cleared when the lane
-   * empties): only then is the pace what holds the sender back, and only then may it grow. */
-  #limited = false;
+  /**
+   * When a send last found too few tokens. The pace may grow only while it is what holds the
+   * sender back; "recently" rather than "right now", because traffic comes in bursts (a batch
+   * of packets from the coordinator) that each wait on the pace and then drain the lane.
+   */
+  #limitedAt = -Infinity;
 
   constructor(now: number, config: PacerConfig = DEFAULT_PACER) {
     this.config = config;
@@ -123,7 +129,8 @@ export class Pacer {
     // longer than one window is a pause of our own (the event loop was busy), not time spent
     // sending at this rate, so it counts as one window only; the bucket's cap below keeps the
     // pause from turning into a burst.
-    if (this.#limited && now <= this.#healthyUntil && now >= this.#holdUntil) {
+    const limited = now - this.#limitedAt <= LIMITED_MEMORY_MS;
+    if (limited && now <= this.#healthyUntil && now >= this.#holdUntil) {
       const grownFor = Math.min(dt, this.config.burstMs);
       this.#rate = Math.min(
         this.config.maxRate,
@@ -145,15 +152,9 @@ export class Pacer {
     this.#tokens -= bytes;
   }
 
-  /** A send of `bytes` had to wait for tokens. */
+  /** A send had to wait for tokens (at the time of the last refill). */
   markLimited(): void {
-    this.#limited = true;
-  }
-
-  /** Everything queued went out within the pace: demand, not the pace, sets the rate now. */
-  markIdle(now: number): void {
-    this.#refill(now);
-    this.#limited = false;
+    this.#limitedAt = this.#lastRefill;
   }
 
   /**

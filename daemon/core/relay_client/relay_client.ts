@@ -590,7 +590,6 @@ export class RelayClient {
     }
     this.#packetsOut += nPriority + nData;
     this.#dataPacketsSent += nData;
-    if (nData > 0 && this.#data.length === 0) this.#pacer.markIdle(now);
     if (nData > 0) {
       this.#pacer.consume(dataBytes);
       this.#lastDataWritten = now;
