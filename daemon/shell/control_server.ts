@@ -24,13 +24,13 @@ export type HandlerResult =
 
 export type ControlHandler = (command: ControlCommand) => Promise<HandlerResult>;
 
+/** A custom packet request (one variant carries both; only send.lossless is batched). */
+export type CustomPacketCommand = Extract<ControlCommand, { cmd: "send.lossless" | "send.lossy" }>;
+
 /** Custom packets a client pipelined, handled together: one result per command, in order. */
 export type LosslessBatchHandler = (
-  commands: readonly Extract<ControlCommand, { cmd: "send.lossless" | "send.lossy" }>[],
+  commands: readonly CustomPacketCommand[],
 ) => Promise<HandlerResult[]>;
-
-// One variant carries both custom packet commands; only send.lossless is batched.
-type LosslessCommand = Extract<ControlCommand, { cmd: "send.lossless" | "send.lossy" }>;
 
 /** The most pipelined send.lossless requests handled as one batch. */
 const MAX_BATCH = 1024;
@@ -60,8 +60,8 @@ function dirname(path: string): string {
 const encoder = new TextEncoder();
 
 interface ClientHooks {
-  /** The client's queue crossed HIGH (true) or came back under LOW (false). */
-  readonly onBehind: (client: Client, behind: boolean) => void;
+  /** The client's queue crossed HIGH (true), or it is no longer behind (false: why, if it read). */
+  readonly onBehind: (client: Client, behind: boolean, why?: "caught up") => void;
   readonly onClose: (client: Client) => void;
 }
 
@@ -131,7 +131,14 @@ class Client {
   drop(reason: string): void {
     if (this.#closed || this.#ending) return;
     this.#ending = true;
-    this.#queue.push(encoder.encode(JSON.stringify({ event: "dropped", reason }) + "\n"));
+    // What it never reads is its own: it no longer holds friends back.
+    if (this.#behindSince !== null) {
+      this.#behindSince = null;
+      this.#hooks.onBehind(this, false);
+    }
+    const last = encoder.encode(JSON.stringify({ event: "dropped", reason }) + "\n");
+    this.#queue.push(last);
+    this.#pending += last.length;
     if (!this.#writing) this.#drain();
     const grace = setTimeout(() => this.close(), 2_000);
     Deno.unrefTimer(grace);
@@ -148,7 +155,7 @@ class Client {
         this.#pending -= chunk.length;
         if (this.#behindSince !== null && this.#pending < CLIENT_QUEUE_LOW) {
           this.#behindSince = null;
-          this.#hooks.onBehind(this, false);
+          this.#hooks.onBehind(this, false, "caught up");
         }
       }
       if (this.#ending) this.close();
@@ -187,7 +194,7 @@ export class ControlServer {
   #nextId = 1;
   #closed = false;
   readonly #hooks: ClientHooks = {
-    onBehind: (c, behind) => this.#clientBehind(c, behind),
+    onBehind: (c, behind, why) => this.#clientBehind(c, behind, why),
     onClose: (c) => this.#clients.delete(c),
   };
 
@@ -255,7 +262,7 @@ export class ControlServer {
     for (const c of this.#clients) if (c.subscribed) c.send(line);
   }
 
-  #clientBehind(c: Client, behind: boolean): void {
+  #clientBehind(c: Client, behind: boolean, why?: "caught up"): void {
     const was = this.#behind.size > 0;
     if (behind) {
       this.#behind.add(c);
@@ -263,7 +270,7 @@ export class ControlServer {
         `control client ${c.id} is behind (${c.pendingBytes} bytes queued): holding friends' ` +
           `lossless packets until it reads`,
       );
-    } else if (this.#behind.delete(c) && !c.closed) {
+    } else if (this.#behind.delete(c) && why === "caught up") {
       this.#log.info(`control client ${c.id} caught up`);
     }
     const now = this.#behind.size > 0;
@@ -286,8 +293,6 @@ export class ControlServer {
         `for ${Math.round((t - since) / 1000)} s; friends' packets were held for it meanwhile`;
       this.#log.warn(`control client ${c.id} dropped: ${reason}`);
       c.drop(reason);
-      // Dropping it releases the hold now: what the client never read is the client's.
-      this.#clientBehind(c, false);
     }
   }
 
@@ -358,7 +363,7 @@ export class ControlServer {
           const req = parseRequest(r.line);
           if (batch !== undefined && req.ok && req.command.cmd === "send.lossless") {
             // The run of parsed send.lossless requests from here on, as one batch.
-            const run: { id: RequestId; command: LosslessCommand }[] = [];
+            const run: { id: RequestId; command: CustomPacketCommand }[] = [];
             let j = i;
             for (; j < got.length && run.length < MAX_BATCH; j++) {
               const rj = got[j];
@@ -385,7 +390,7 @@ export class ControlServer {
 
   async #batch(
     client: Client,
-    run: readonly { id: RequestId; command: LosslessCommand }[],
+    run: readonly { id: RequestId; command: CustomPacketCommand }[],
     batch: LosslessBatchHandler,
   ): Promise<void> {
     let results: HandlerResult[];

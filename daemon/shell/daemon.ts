@@ -21,7 +21,12 @@ import {
   USAGE,
 } from "./config.ts";
 import { type ControlCommand, type ControlEvent, type ErrorCode, eventLine } from "./control.ts";
-import { ControlServer, ControlServerError, type HandlerResult } from "./control_server.ts";
+import {
+  ControlServer,
+  ControlServerError,
+  type CustomPacketCommand,
+  type HandlerResult,
+} from "./control_server.ts";
 import { type Identity, IdentityError, loadOrCreateIdentity } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { formatRelayAddress, type RelayAddress } from "../core/common/relay_address.ts";
@@ -531,17 +536,8 @@ export class Daemon {
         if (!r.ok) return r;
         return { ok: true, result: { receipt: (r.result as { messageId: number }).messageId } };
       }
-      case "send.lossless": {
-        const r = await this.#run({
-          t: "friend_lossless",
-          publicKey: c.publicKey,
-          packets: [c.data],
-        });
-        if (!r.ok) return r;
-        const res = r.result as { refused: number; reason?: string; message?: string };
-        if (res.refused > 0) return fail(codeOf(res.reason ?? ""), res.message ?? "refused");
-        return { ok: true, result: { sent: true } };
-      }
+      case "send.lossless":
+        return (await this.#sendLosslessBatch([c]))[0];
       case "send.lossy": {
         const r = await this.#run({ t: "friend_lossy", publicKey: c.publicKey, packets: [c.data] });
         if (!r.ok) return r;
@@ -639,7 +635,7 @@ export class Daemon {
    * exactly which were sent (a prefix) and which were not, as one request at a time would.
    */
   async #sendLosslessBatch(
-    commands: readonly Extract<ControlCommand, { cmd: "send.lossless" | "send.lossy" }>[],
+    commands: readonly CustomPacketCommand[],
   ): Promise<HandlerResult[]> {
     const out: HandlerResult[] = [];
     for (let i = 0; i < commands.length;) {

@@ -135,10 +135,8 @@ async function pingRtts(relay: Bootstrapd, samples: number): Promise<number[]> {
 /** The largest receive buffer (`ss` rb) of any socket of the relay's port, sampled meanwhile. */
 function sampleRelayBuffers(port: number): { stop: () => Promise<number | null> } {
   let max: number | null = null;
-  let busy = false;
-  const timer = setInterval(async () => {
-    if (busy) return;
-    busy = true;
+  let inflight: Promise<void> | null = null;
+  const sample = async () => {
     try {
       const out = await new Deno.Command("ss", { args: ["-tmn", "sport", "=", `:${port}`] })
         .output();
@@ -147,14 +145,17 @@ function sampleRelayBuffers(port: number): { stop: () => Promise<number | null> 
       }
     } catch {
       /* no ss here: the figure is left out */
-    } finally {
-      busy = false;
     }
+  };
+  const timer = setInterval(() => {
+    inflight ??= sample().finally(() => (inflight = null));
   }, 250);
   return {
-    stop: () => {
+    // Waits for a sample still running, so no `ss` outlives the run it measured.
+    stop: async () => {
       clearInterval(timer);
-      return Promise.resolve(max);
+      await inflight;
+      return max;
     },
   };
 }
@@ -259,6 +260,7 @@ async function dataLane(quick: boolean): Promise<{ rows: Row[]; summary: Row }> 
 
 export async function benchRelay(quick: boolean): Promise<{ rows: Row[]; summary: Row }> {
   const rows: Row[] = [];
+  let summary: Row;
   const relay = await startBootstrapd();
   try {
     const sizes: [number, number][] = quick
@@ -292,7 +294,7 @@ export async function benchRelay(quick: boolean): Promise<{ rows: Row[]; summary
     const rss = await rssPerWorker(relay, quick ? 3 : 8);
     const ceiling = cryptoCeiling(1024, quick ? 300 : 1_000);
     const own = ownCost(1024, quick ? 5_000 : 50_000);
-    const summary: Row = {
+    summary = {
       ping_rtt_p50_ms: round(percentile(rtts, 50), 2),
       ping_rtt_p99_ms: round(percentile(rtts, 99), 2),
       ping_samples: rtts.length,
@@ -303,10 +305,10 @@ export async function benchRelay(quick: boolean): Promise<{ rows: Row[]; summary
       own_send_vs_ceiling: round(own.sendPps / ceiling, 2),
       own_recv_vs_ceiling: round(own.recvPps / ceiling, 2),
     };
-    await relay.stop();
-    const lane = await dataLane(quick);
-    return { rows: [...rows, ...lane.rows], summary: { ...summary, ...lane.summary } };
   } finally {
     await relay.stop();
   }
+  // The data lane brings its own fresh relays.
+  const lane = await dataLane(quick);
+  return { rows: [...rows, ...lane.rows], summary: { ...summary, ...lane.summary } };
 }

@@ -60,7 +60,9 @@ export async function daemonBlast(
         }, { timeoutMs: 30_000 }).then((r) => {
           if (r.ok) next = Math.max(next, seq + 1);
           else if (seq < sent) {
-            // Refused: it and everything after it go again, in order, once the window has room.
+            // Refused: it and everything after it go again. Requests after it that were already
+            // on their way may have been taken (the control protocol has no epoch), so a refusal
+            // can reorder or repeat packets at the receiver: `inOrder` reports it, it is not hidden.
             refused++;
             sent = Math.min(sent, seq);
           }

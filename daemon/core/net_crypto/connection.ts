@@ -662,10 +662,6 @@ export class CryptoConnection {
     this.#flush(now);
   }
 
-  get deliveryHeld(): boolean {
-    return this.#deliveryHeld;
-  }
-
   #acknowledge(bufferStart: number, now: number): boolean {
     const newest = this.#send.get(u32Add(bufferStart, -1));
     const freed = this.#send.clearUntil(bufferStart);
