@@ -54,6 +54,8 @@ class Peer {
         this.onion.handleResponse(this.node.hex, body, now);
         n++;
       }
+      // A response makes the client due at once; its owner's timer runs it at the same time.
+      if (this.onion.nextDeadline() <= now) this.onion.tick(now);
     }
     this.events.push(...this.onion.takeEvents());
     return n;

@@ -271,6 +271,7 @@ export class Messenger {
       config: opts.onion,
       transport: {
         send: (body, relay) => tcp.sendOnion(body, this.#now, relay).ok,
+        canSend: (relay) => tcp.canSendOnion(relay),
         connectedRelays: () =>
           tcp.relays(this.#now).filter((r) => r.state === "confirmed").map((r) => ({
             host: r.host,
@@ -588,6 +589,8 @@ export class Messenger {
           rest.push(e);
       }
     }
+    // What the responses call for (an echoed ping id, the next search) leaves in this turn.
+    this.#onion.runIfDue(now);
     this.#pump();
     return rest;
   }

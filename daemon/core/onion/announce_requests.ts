@@ -13,7 +13,7 @@ import type { Kind, OnionPaths } from "./onion_path.ts";
 import {
   type AnnounceResponse,
   announceResponseSendback,
-  encodeAnnounceRequest,
+  encodeAnnounceRequestShared,
   ONION_ANNOUNCE_SENDBACK_DATA_LENGTH,
   type OnionNode,
   openAnnounceResponse,
@@ -75,10 +75,12 @@ export class AnnounceRequests {
   ): boolean {
     const kind: Kind = friend ? "friends" : "self";
     const path = this.#paths.pathFor(kind, pathId, now);
-    if (path === null) return false;
+    if (path === null || !this.#paths.canSendThrough(path)) return false;
     const sendback = this.#random(ONION_ANNOUNCE_SENDBACK_DATA_LENGTH);
     const keys = friend ? friend.searchKeys : this.#real;
-    const request = encodeAnnounceRequest(
+    const shared = this.#shared.get(keys, node.publicKey);
+    if (shared === null) return false; // a low-order node key: nothing could answer us
+    const request = encodeAnnounceRequestShared(
       {
         requesterPublicKey: keys.publicKey,
         pingId: friend ? ZERO_KEY : pingId,
@@ -86,8 +88,7 @@ export class AnnounceRequests {
         dataPublicKey: friend ? ZERO_KEY : this.#data.publicKey,
         sendback,
       },
-      keys.secretKey,
-      node.publicKey,
+      shared,
       this.#random,
     );
     if (!this.#paths.sendThrough(path, node, request, now)) return false;

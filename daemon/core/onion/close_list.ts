@@ -58,6 +58,8 @@ export function addToList(
   const hex = toHex(entry.node.publicKey);
   let n = list.find((x) => x.hex === hex);
   if (!n) {
+    // A list of size 0 keeps nothing (a config that turns announcing off).
+    if (max <= 0) return;
     dropTimedOut(config, list, now);
     if (list.length >= max) {
       list.sort((a, b) => compareDistance(ref, a.node.publicKey, b.node.publicKey));

@@ -23,8 +23,12 @@ import {
   encodeDhtPk,
   ONION_DATA_DHTPK,
   ONION_DATA_FRIEND_REQ,
+  type OnionNode,
   openDataResponse,
 } from "./packets.ts";
+
+/** Out of search budget: look again this much later, when a batch's worth is back. */
+const BUDGET_WAIT_MS = 100;
 
 export interface Friend {
   readonly realPublicKey: Uint8Array;
@@ -78,6 +82,11 @@ export class FriendSearch {
   readonly #emit: (e: OnionClientEvent) => void;
   readonly #friends = new Map<string, Friend>();
   #lastDhtPkNoReplay = 0n;
+  /** Search requests that may go now (searchRequestsPerSec, at most a second's worth). */
+  #budget: number;
+  #budgetAt = -Infinity;
+  /** Where the next doFriends starts, so friends take turns when the budget runs out. */
+  #cursor = 0;
 
   constructor(deps: FriendSearchDeps) {
     this.#config = deps.config;
@@ -92,6 +101,7 @@ export class FriendSearch {
     this.#relays = deps.relays;
     this.#counters = deps.counters;
     this.#emit = deps.emit;
+    this.#budget = deps.config.searchRequestsPerSec;
   }
 
   get(hex: string): Friend | undefined {
@@ -183,11 +193,41 @@ export class FriendSearch {
 
   /** do_friend for every friend not online; when the earliest of them is due again. */
   doFriends(now: number): number {
+    const rate = this.#config.searchRequestsPerSec;
+    if (this.#budgetAt !== -Infinity) {
+      this.#budget = Math.min(rate, this.#budget + ((now - this.#budgetAt) * rate) / 1000);
+    }
+    this.#budgetAt = now;
     let next = Infinity;
-    for (const f of this.#friends.values()) {
-      if (!f.online) next = Math.min(next, this.#doFriend(f, now));
+    const friends = [...this.#friends.values()];
+    const n = friends.length;
+    for (let k = 0; k < n; k++) {
+      const i = (this.#cursor + k) % n;
+      const f = friends[i];
+      if (f.online) continue;
+      if (this.#budget < 1) {
+        // Out of budget: this friend goes first next time, when a request's worth is back.
+        this.#cursor = i;
+        return Math.min(next, now + BUDGET_WAIT_MS);
+      }
+      next = Math.min(next, this.#doFriend(f, now));
     }
     return next;
+  }
+
+  /** A search request to `node`, if the budget allows one. */
+  #send(f: Friend, node: OnionNode, now: number): boolean {
+    if (this.#budget < 1) return false;
+    if (!this.#requests.send(f, node, ZERO_KEY, null, now)) return false;
+    this.#budget--;
+    return true;
+  }
+
+  /** #send, counted as a run of the friend's search (the back-off follows the runs). */
+  #search(f: Friend, node: OnionNode, now: number): boolean {
+    if (!this.#send(f, node, now)) return false;
+    this.#searched(f, now);
+    return true;
   }
 
   #doFriend(f: Friend, now: number): number {
@@ -217,23 +257,24 @@ export class FriendSearch {
         next = Math.min(next, due);
         continue;
       }
-      if (this.#requests.send(f, n.node, ZERO_KEY, null, now)) {
+      if (this.#search(f, n.node, now)) {
         n.lastPinged = now;
         n.pings++;
-        this.#searched(f, now);
         next = Math.min(next, now + interval);
       } else {
-        next = Math.min(next, now + 1_000);
+        next = Math.min(next, now + (this.#budget < 1 ? BUDGET_WAIT_MS : 1_000));
       }
     }
     if (
       f.nodes.length <= cfg.maxSearchNodes / 2 || now - f.lastPopulated >= cfg.populateEveryMs
     ) {
-      const p = this.#candidates.populate(f.hex, f.nodes, cfg.maxSearchNodes / 4, now, (node) => {
-        if (!this.#requests.send(f, node, ZERO_KEY, null, now)) return false;
-        this.#searched(f, now);
-        return true;
-      });
+      const p = this.#candidates.populate(
+        f.hex,
+        f.nodes,
+        cfg.maxSearchNodes / 4,
+        now,
+        (node) => this.#search(f, node, now),
+      );
       if (p.sent > 0) f.lastPopulated = now;
       next = Math.min(next, p.next);
     }
@@ -324,7 +365,7 @@ export class FriendSearch {
       nodes,
       relay,
       now,
-      (node) => this.#requests.send(friend, node, ZERO_KEY, null, now),
+      (node) => this.#send(friend, node, now),
     );
     return true;
   }

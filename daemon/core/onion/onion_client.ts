@@ -115,12 +115,12 @@ export class OnionClient {
 
   /** onion_addfriend: search for it from now on. */
   addFriend(realPublicKey: Uint8Array, now: number): void {
-    if (this.#friends.add(realPublicKey)) this.#run(now);
+    if (this.#friends.add(realPublicKey)) this.#soon(now);
   }
 
   removeFriend(hex: string, now: number): void {
     this.#friends.remove(hex);
-    this.#run(now);
+    this.#soon(now);
   }
 
   /**
@@ -128,12 +128,12 @@ export class OnionClient {
    * starts both anew and forgets its no_replay (it may have restarted with a new clock).
    */
   setFriendOnline(hex: string, online: boolean, now: number): void {
-    if (this.#friends.setOnline(hex, online)) this.#run(now);
+    if (this.#friends.setOnline(hex, online)) this.#soon(now);
   }
 
   /** Whether our friend request to it awaits an answer (see dhtPkRequestIntervalMs). */
   setRequestPending(hex: string, pending: boolean, now: number): void {
-    if (this.#friends.setRequestPending(hex, pending)) this.#run(now);
+    if (this.#friends.setRequestPending(hex, pending)) this.#soon(now);
   }
 
   /** A relay came up: build paths through it at once. */
@@ -161,8 +161,13 @@ export class OnionClient {
       ok = this.#friends.onDataResponse(body, now);
     }
     if (!ok) this.#counters.dropped++;
-    this.#run(now);
+    this.#soon(now);
     return ok;
+  }
+
+  /** Run now if something made us due (a batch of responses): once for the whole batch. */
+  runIfDue(now: number): void {
+    if (this.#deadline <= now) this.#run(now);
   }
 
   tick(now: number): void {
@@ -204,6 +209,16 @@ export class OnionClient {
 
   friendView(hex: string, now: number = this.#now): OnionFriendView | null {
     return this.#friends.friendView(hex, now);
+  }
+
+  /**
+   * Something changed: run at the next tick (the owner's timer, armed at nextDeadline()), not
+   * now. A run walks every friend, so running on every event costs O(friends) per response
+   * or command; events that arrive together share one run.
+   */
+  #soon(now: number): void {
+    this.#now = now;
+    this.#deadline = Math.min(this.#deadline, now);
   }
 
   /** do_onion_client: send what is due, and work out when the next thing is. */

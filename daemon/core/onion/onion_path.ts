@@ -22,6 +22,11 @@ import {
 export interface OnionTransport {
   /** Relay packet 8 through that relay; false when it cannot take it now. */
   send(body: Uint8Array, relay: string): boolean;
+  /**
+   * Whether that relay would take a packet now. Asked before a request is built: building
+   * one costs three boxes, and a full relay would refuse it anyway.
+   */
+  canSend?(relay: string): boolean;
   /** Relays with a confirmed session, by key (hex), host and port. */
   connectedRelays(): readonly RelayAddress[];
 }
@@ -187,7 +192,13 @@ export class OnionPaths {
     }
   }
 
+  /** Whether a request through `path` could leave now (its relay takes packets). */
+  canSendThrough(path: Path): boolean {
+    return this.#transport.canSend?.(path.relay) !== false;
+  }
+
   sendThrough(path: Path, dest: OnionNode, payload: Uint8Array, now: number): boolean {
+    if (this.#transport.canSend?.(path.relay) === false) return false;
     const body = encodeOnionRequestTcp(path.onion, dest, payload, this.#random);
     if (!this.#transport.send(body, path.relay)) return false;
     this.#counters.requestsSent++;

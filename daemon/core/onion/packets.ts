@@ -281,6 +281,19 @@ export function encodeAnnounceRequest(
   destPublicKey: Uint8Array,
   random: RandomBytes,
 ): Uint8Array {
+  return encodeAnnounceRequestShared(r, precompute(destPublicKey, requesterSecretKey), random);
+}
+
+/**
+ * encodeAnnounceRequest with the requester↔D shared key already computed: a client sends the
+ * same node many requests (every search run, every re-announce), and the key agreement is
+ * what costs (~1 ms in JavaScript, against microseconds for the box itself).
+ */
+export function encodeAnnounceRequestShared(
+  r: AnnounceRequest,
+  shared: Uint8Array,
+  random: RandomBytes,
+): Uint8Array {
   const sizes: [Uint8Array, number, string][] = [
     [r.requesterPublicKey, PUBLIC_KEY_SIZE, "requester key"],
     [r.pingId, ONION_PING_ID_SIZE, "ping id"],
@@ -297,7 +310,7 @@ export function encodeAnnounceRequest(
   plain.set(r.dataPublicKey, 64);
   plain.set(r.sendback, 96);
   const nonce = random(NONCE_SIZE);
-  const box = seal(precompute(destPublicKey, requesterSecretKey), nonce, plain);
+  const box = seal(shared, nonce, plain);
   const out = new Uint8Array(ONION_ANNOUNCE_REQUEST_SIZE);
   out[0] = NET_PACKET_ANNOUNCE_REQUEST;
   out.set(nonce, 1);

@@ -331,6 +331,12 @@ export class TcpConnections {
     return { ok: true, via: "oob", relays: [relay.hex] };
   }
 
+  /** Whether sendOnion(…, relayHex) would be taken now. */
+  canSendOnion(relayHex: string): boolean {
+    const relay = this.#state.relays.get(relayHex.toLowerCase());
+    return relay !== undefined && canSend(this.config, relay);
+  }
+
   /** tcp_send_onion_request: through a connected relay (we have no UDP), in turn. */
   sendOnion(data: Uint8Array, now: number, relayHex?: string): SendOutcome {
     this.#state.now = now;
