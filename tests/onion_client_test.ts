@@ -431,3 +431,51 @@ Deno.test("three nodes: friends on different relays find each other and swap DHT
   const got = a.events.find((e) => e.type === "onion_dht_pk");
   assert.ok(got && got.type === "onion_dht_pk" && got.friend === b.realHex);
 });
+
+Deno.test("friend searches share one budget: 60 friends at 20 requests/s take turns, none starves", () => {
+  const node = new LoneNode(() => 0);
+  const real = newKeyPair(seededRandom(901));
+  let requests = 0;
+  const onion = new OnionClient({
+    now: 0,
+    unixTimeMs: 1_790_000_000_000,
+    random: seededRandom(902),
+    realKeys: real,
+    dhtPublicKey: newKeyPair(seededRandom(903)).publicKey,
+    config: { searchRequestsPerSec: 20, maxAnnounceNodes: 0 },
+    transport: {
+      send: (body) => {
+        requests++;
+        node.onionRequest("us", body);
+        return true;
+      },
+      canSend: () => true,
+      connectedRelays: () => [node.relay],
+    },
+  });
+  const friends = Array.from({ length: 60 }, (_, i) => newKeyPair(seededRandom(1000 + i)));
+  for (const f of friends) onion.addFriend(f.publicKey, 0);
+  onion.relayUp(0);
+  const perSecond: number[] = [];
+  let now = 0;
+  for (let second = 1; second <= 6; second++) {
+    const before = requests;
+    while (now < second * 1000) {
+      const next = Math.max(now + 1, Math.min(onion.nextDeadline(), second * 1000));
+      now = next;
+      onion.tick(now);
+      for (const body of node.take("us")) {
+        onion.handleResponse(node.hex, body, now);
+      }
+      onion.runIfDue(now);
+    }
+    perSecond.push(requests - before);
+  }
+  // The bucket starts full (a second's worth), then refills at the rate.
+  for (const n of perSecond) assert.ok(n <= 20 + 20, `requests in one second: ${perSecond}`);
+  assert.ok(perSecond.slice(1).every((n) => n <= 21), `per second after the first: ${perSecond}`);
+  // Every friend has been searched for: the views say when each last was.
+  const views = friends.map((f) => onion.friendView(toHex(f.publicKey), now));
+  const never = views.filter((v) => v === null || v.lastSearchAgoMs === null).length;
+  assert.equal(never, 0, "a friend was never searched for");
+});

@@ -1,7 +1,7 @@
 /**
  * deno task bench [--quick] [--only SECTIONS] [--json FILE] [--readme] [--from FILE]
  *
- * SECTIONS: relay, coordinator, friend, relay_server, decode, onion, memory (comma-separated).
+ * SECTIONS: relay, coordinator, friend, relay_server, decode, onion, memory, scale (comma-separated).
  *
  * Runs the benchmark sections (tools/bench/README.md says what each measures), prints each as a
  * table, and one `JSON {...}` line with everything. `--json FILE` also writes that document;
@@ -14,6 +14,7 @@ import { benchCoordinator } from "./bench/coordinator.ts";
 import { benchDecode } from "./bench/decode.ts";
 import { benchFriend } from "./bench/friend.ts";
 import { benchMemory } from "./bench/memory.ts";
+import { benchScale } from "./bench/scale.ts";
 import { benchOnion } from "./bench/onion.ts";
 import { benchRelay } from "./bench/relay.ts";
 import { benchRelayServer } from "./bench/relay_server.ts";
@@ -35,6 +36,7 @@ const RUNNERS: Record<SectionName, (quick: boolean) => Promise<{ rows: Row[]; su
   decode: benchDecode,
   onion: benchOnion,
   memory: benchMemory,
+  scale: benchScale,
 };
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);

@@ -14,6 +14,7 @@ export const SECTIONS = [
   "decode",
   "onion",
   "memory",
+  "scale",
 ] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
@@ -25,6 +26,7 @@ export const SECTION_TITLES: Record<SectionName, string> = {
   decode: "deno task decode vs tshark -r on the same capture",
   onion: "start to friend online, no hints, one tox-bootstrapd 0.2.18",
   memory: "a daemon's resident memory: relays and friends",
+  scale: "one daemon with 1,000 friends: time until all are online, idle CPU, memory",
 };
 
 export interface SectionResult {

@@ -47,6 +47,12 @@ export interface Friend {
   found: boolean;
   /** Our friend request to it is unanswered: DHT-PK goes more often. */
   requested: boolean;
+  /**
+   * Not worth a look before then: what its last do_friend said, at most a second ahead
+   * (anything that changes it, an answer, a status, a wake, sets it back to now). A run over
+   * a thousand friends then costs a comparison each, not a walk of their lists.
+   */
+  dueAt: number;
 }
 
 /** What the friend side works with, shared with the rest of the client. */
@@ -125,6 +131,7 @@ export class FriendSearch {
       searches: 0,
       runCount: 0,
       lastPopulated: -Infinity,
+      dueAt: -Infinity,
       found: false,
       requested: false,
     });
@@ -145,6 +152,7 @@ export class FriendSearch {
     const f = this.#friends.get(hex);
     if (!f || f.online === online) return false;
     f.online = online;
+    f.dueAt = -Infinity;
     if (!online) {
       f.lastNoReplay = 0n;
       f.runCount = 0;
@@ -160,6 +168,7 @@ export class FriendSearch {
     const f = this.#friends.get(hex);
     if (!f || f.requested === pending) return false;
     f.requested = pending;
+    f.dueAt = -Infinity;
     return true;
   }
 
@@ -205,12 +214,17 @@ export class FriendSearch {
       const i = (this.#cursor + k) % n;
       const f = friends[i];
       if (f.online) continue;
+      if (f.dueAt > now) {
+        next = Math.min(next, f.dueAt);
+        continue;
+      }
       if (this.#budget < 1) {
         // Out of budget: this friend goes first next time, when a request's worth is back.
         this.#cursor = i;
         return Math.min(next, now + BUDGET_WAIT_MS);
       }
-      next = Math.min(next, this.#doFriend(f, now));
+      f.dueAt = Math.min(this.#doFriend(f, now), now + 1_000);
+      next = Math.min(next, f.dueAt);
     }
     return next;
   }
@@ -300,6 +314,7 @@ export class FriendSearch {
   }
 
   #refreshSearch(f: Friend): void {
+    f.dueAt = -Infinity;
     f.runCount = 0;
     f.searches = 0;
     for (const n of f.nodes) if (!n.stored) n.lastPinged = -Infinity;
@@ -308,6 +323,7 @@ export class FriendSearch {
   /** After a suspend or a network change: every search starts anew. */
   wake(): void {
     for (const f of this.#friends.values()) {
+      f.dueAt = -Infinity;
       f.runCount = 0;
       f.searches = 0;
       for (const n of f.nodes) n.lastPinged = -Infinity;
@@ -345,6 +361,7 @@ export class FriendSearch {
   ): boolean {
     const { isStored, pingIdOrKey, nodes } = response;
     if (isStored === 2) return false; // not an answer to a search
+    friend.dueAt = -Infinity;
     addToList(
       this.#config,
       friend.nodes,

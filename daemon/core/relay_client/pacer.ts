@@ -37,6 +37,13 @@ export interface PacerConfig {
   readonly sampleMaxAgeMs: number;
   /** After a back-off, no growth for this long (ms): let the relay's queue drain first. */
   readonly holdAfterBackoffMs: number;
+  /**
+   * The relay may deadlock on a half frame (c-toxcore's: spec/relay_load.md §1): a PING that
+   * gets no PONG within the stall timeout while data flows means it did. False for a relay that
+   * reads partial frames (ours): there a PING may wait behind megabytes of unpaced data, and
+   * only the ordinary ping timeout applies.
+   */
+  readonly relayMayDeadlock: boolean;
 }
 
 /**
@@ -61,6 +68,7 @@ export const DEFAULT_PACER: PacerConfig = {
   growRttMs: 40,
   sampleMaxAgeMs: 400,
   holdAfterBackoffMs: 500,
+  relayMayDeadlock: true,
 };
 
 /** A send held back by the pace within this long (ms) still counts as "limited" for growth. */
@@ -215,4 +223,5 @@ export const UNPACED: PacerConfig = {
   growRttMs: 0,
   sampleMaxAgeMs: 0,
   holdAfterBackoffMs: 0,
+  relayMayDeadlock: false,
 };

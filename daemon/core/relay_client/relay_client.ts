@@ -268,6 +268,11 @@ export class RelayClient {
   #pingSentAt = -Infinity;
   /** The outstanding PING went out while data flowed: it doubles as the stall probe. */
   #pingBusy = false;
+
+  /** A late PONG is a stall: data was flowing and the relay is one that can deadlock. */
+  get #pongStall(): boolean {
+    return this.#pingBusy && this.config.pacer.relayMayDeadlock;
+  }
   #lastPinged = -Infinity;
   /** The PONG waiting in the priority lane, if any: a new PING rewrites it (one owed). */
   #queuedPong: Uint8Array | null = null;
@@ -467,7 +472,7 @@ export class RelayClient {
     }
     if (this.#pingId !== 0n) {
       const waited = now - this.#pingSentAt;
-      if (this.#pingBusy && waited >= this.config.stallTimeoutMs) {
+      if (this.#pongStall && waited >= this.config.stallTimeoutMs) {
         this.#close("stalled", `no PONG for ${Math.round(waited)} ms while data was flowing`);
         return;
       }
@@ -497,7 +502,7 @@ export class RelayClient {
     let t: number;
     if (this.#pingId !== 0n) {
       t = this.#pingSentAt +
-        (this.#pingBusy ? this.config.stallTimeoutMs : this.config.pingTimeoutMs);
+        (this.#pongStall ? this.config.stallTimeoutMs : this.config.pingTimeoutMs);
     } else {
       t = this.#lastPinged +
         (busy ? this.config.busyPingIntervalMs : this.config.pingIntervalMs);
