@@ -15,14 +15,8 @@ import { newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
 import { ControlClient } from "../ctl.ts";
 import { type Bootstrapd, startBootstrapd } from "../testbed/harness.ts";
 import { DaemonProcess, privateDir, spec } from "../testbed/daemon_process.ts";
+import { rssMb } from "./proc.ts";
 import { round, type Row } from "./report.ts";
-
-async function rssMb(pid: number): Promise<number> {
-  // /proc needs --allow-all in Deno; cat keeps the bench's permissions narrow.
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/status`] }).output();
-  const m = /VmRSS:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 /** Relays confirmed, as `ctl relays` counts them. */
 async function confirmedRelays(socket: string): Promise<number> {

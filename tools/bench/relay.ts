@@ -18,14 +18,8 @@ import {
   waitForEvent,
 } from "../testbed/relay_flow.ts";
 import { rawPacedFlow } from "../testbed/raw_paced_flow.ts";
+import { cpuTicks } from "./proc.ts";
 import { percentile, round, type Row } from "./report.ts";
-
-async function cpuTicks(pid: number): Promise<number> {
-  // /proc needs --allow-all in Deno; cat keeps the task's permissions narrow.
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
-  const fields = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, in 1/100 s
-}
 
 /** Seals per second of `size`-byte packets with noble alone, one core. */
 function cryptoCeiling(size: number, ms = 1_000): number {

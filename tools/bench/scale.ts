@@ -20,28 +20,12 @@ import {
   spec,
 } from "../testbed/daemon_process.ts";
 import { FriendSwarm } from "../testbed/friend_swarm.ts";
+import { cpuTicks, rssMb } from "./proc.ts";
 import { round, type Row } from "./report.ts";
 
 const RELAYS = 5;
 /** friend.add requests in flight at once, over this many control connections. */
 const CONTROL_CLIENTS = 25;
-
-async function procText(pid: number, file: string): Promise<string> {
-  // /proc needs --allow-all in Deno; cat keeps the bench's permissions narrow.
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/${file}`] }).output();
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function rssMb(pid: number): Promise<number> {
-  const m = /VmRSS:\s+(\d+) kB/.exec(await procText(pid, "status"));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-/** utime + stime of the whole process (every thread), in seconds. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const fields = (await procText(pid, "stat")).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -92,10 +76,10 @@ export async function benchScale(quick: boolean): Promise<{ rows: Row[]; summary
       const onlineAtEnd = swarm.online;
       // Let the last handshakes and the onion's searches for them settle before measuring.
       await sleep(5_000);
-      const cpu0 = await cpuSeconds(d.pid);
+      const cpu0 = await cpuTicks(d.pid);
       const w0 = performance.now();
       await sleep(idleMs);
-      const cpuPct = ((await cpuSeconds(d.pid)) - cpu0) / ((performance.now() - w0) / 1000) * 100;
+      const cpuPct = ((await cpuTicks(d.pid)) - cpu0) / ((performance.now() - w0) / 1000);
       const rss1 = await rssMb(d.pid);
       const stillOnline = swarm.online;
       const rows: Row[] = [

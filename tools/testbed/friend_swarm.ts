@@ -6,9 +6,8 @@
  * one relay (the hint a user gives with `ctl friend add --dht --relay`), as the daemon knows
  * theirs.
  */
-import { newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
+import { fromHex, newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
 import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
-import { fromHex } from "../../daemon/core/common/crypto.ts";
 import { CoordinatorRuntime, type RelaySpawner } from "../../workers/coordinator_runtime.ts";
 import { RelayConnection } from "../../workers/relay_connection.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
