@@ -1130,7 +1130,7 @@ function suspectR0(tc: TcpConnections, R: TestRelay[], p: Uint8Array, at: number
   return when;
 }
 
-Deno.test("dropping relay: no delivery for deliveryTimeoutMs suspects the sender; the peer's data via the other relay benches it", () => {
+Deno.test("dropping relay: no delivery for deliveryTimeoutMs suspects the sender; the peer's data via the other relay costs the suspect that peer, not its other peers", () => {
   const { tc, R, p } = droppingRig();
   const t = suspectR0(tc, R, p, T0 + 1_000);
   // Sends now go through R1.
@@ -1142,33 +1142,95 @@ Deno.test("dropping relay: no delivery for deliveryTimeoutMs suspects the sender
   drain(tc);
   peerData(tc, R[1], p, 17, t + 20);
   const { actions, events } = drain(tc);
-  const benched = ofType(events, "relay_state").filter((e) => e.state === "benched");
-  assert.equal(benched.length, 1);
-  assert.equal(benched[0].relay, R[0].hex);
-  assert.match(benched[0].reason!, /dropped data for peer .*nothing delivered/);
-  assert.deepEqual(actions.filter((a) => a.type === "close"), [{ type: "close", relay: R[0].hex }]);
-  assert.match(relayView(tc, R[0]).benchedReason!, /dropped/);
+  // One peer's evidence may be its own link to R0: R0 stays up for everyone else.
+  assert.deepEqual(ofType(events, "relay_state"), []);
+  assert.deepEqual(only(actions, "close"), []);
+  assert.deepEqual(only(actions, "unroute"), [{
+    type: "unroute",
+    relay: R[0].hex,
+    publicKey: p,
+  }]);
+  assert.equal(relayView(tc, R[0]).state, "confirmed");
+  assert.equal(relayView(tc, R[0]).score, 75);
   assert.deepEqual(slotRelays(tc, p), [R[1].hex]);
   assert.equal(peerView(tc, p).sender, R[1].hex);
   // The data itself is still delivered upward.
   assert.equal(ofType(events, "data").length, 1);
+  // R0 is not offered to this peer again until benchMs has passed.
+  tc.tick(t + tc.config.benchMs - 1);
+  assert.deepEqual(slotRelays(tc, p), [R[1].hex]);
+  tc.tick(t + 20 + tc.config.benchMs);
+  assert.deepEqual(slotRelays(tc, p).sort(), [R[0].hex, R[1].hex].sort());
 });
 
-Deno.test("dropping relay: delivered() after attributionMs benches the suspect, sooner is not attributed", () => {
+Deno.test("dropping relay: delivered() after attributionMs proves the suspect dropped, sooner is not attributed", () => {
   const { tc, R, p } = droppingRig();
   const t = suspectR0(tc, R, p, T0 + 1_000);
   tc.sendData(p, new Uint8Array([2]), t + 10);
   tc.delivered(p, t + tc.config.attributionMs - 1);
-  assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
+  assert.deepEqual(slotRelays(tc, p), [R[0].hex, R[1].hex]);
   assert.notEqual(peerView(tc, p).slots.find((s) => s.relay === R[0].hex)!.suspect, null);
 
   tc.sendData(p, new Uint8Array([3]), t + tc.config.attributionMs);
   tc.delivered(p, t + tc.config.attributionMs);
+  assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
+  assert.deepEqual(slotRelays(tc, p), [R[1].hex]);
+  assert.ok(relayView(tc, R[0]).score < 100);
+});
+
+/** Two confirmed relays and `n` peers ONLINE on both, R0 sending, feedback armed. */
+function manyDroppingRig(n: number) {
+  const tc = newTc();
+  const R = makeRelays(2);
+  addGlobals(tc, R);
+  const P = makePeers(n);
+  for (const r of R) confirm(tc, r, T0);
+  P.forEach((p, i) => {
+    tc.addPeer(p, T0);
+    for (const r of R) routeAndOnline(tc, r, p, 16 + i, T0);
+    tc.delivered(p, T0 + 100);
+  });
+  drain(tc);
+  for (const p of P) assert.equal(peerView(tc, p).sender, R[0].hex);
+  return { tc, R, P };
+}
+
+/** `p` sends through R0 at `at`, hears nothing for deliveryTimeoutMs, then its data comes via R1. */
+function dropOnR0(tc: TcpConnections, R: TestRelay[], p: Uint8Array, i: number, at: number) {
+  tc.sendData(p, new Uint8Array([1]), at);
+  tc.tick(at + tc.config.deliveryTimeoutMs);
+  peerData(tc, R[1], p, 16 + i, at + tc.config.deliveryTimeoutMs + 10);
+  return at + tc.config.deliveryTimeoutMs + 10;
+}
+
+Deno.test("dropping relay: dropsToBench distinct peers losing data on it, with nobody's traffic through it since, bench it", () => {
+  const { tc, R, P } = manyDroppingRig(4);
+  let t = T0 + 1_000;
+  for (let i = 0; i < 2; i++) t = dropOnR0(tc, R, P[i], i, t);
+  assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
+  t = dropOnR0(tc, R, P[2], 2, t);
   const benched = ofType(drain(tc).events, "relay_state").filter((e) => e.state === "benched");
   assert.equal(benched.length, 1);
   assert.equal(benched[0].relay, R[0].hex);
-  assert.match(relayView(tc, R[0]).benchedReason!, /dropped data/);
-  assert.ok(relayView(tc, R[0]).score <= 50);
+  assert.match(
+    benched[0].reason!,
+    /dropped data for peer .*nothing delivered.*\(3 peers lost data on it\)/,
+  );
+  assert.equal(relayView(tc, R[0]).state, "benched");
+  // Benching detaches R0 from every peer, the fourth (never suspected) included.
+  assert.deepEqual(slotRelays(tc, P[3]), [R[1].hex]);
+});
+
+Deno.test("dropping relay: another peer's traffic through it between the drops keeps it in service", () => {
+  const { tc, R, P } = manyDroppingRig(4);
+  let t = T0 + 1_000;
+  for (let i = 0; i < 2; i++) t = dropOnR0(tc, R, P[i], i, t);
+  peerData(tc, R[0], P[3], 16 + 3, t + 1);
+  t = dropOnR0(tc, R, P[2], 2, t + 2);
+  assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
+  assert.equal(relayView(tc, R[0]).state, "confirmed");
+  assert.deepEqual(slotRelays(tc, P[3]), [R[0].hex, R[1].hex]);
+  for (let i = 0; i < 3; i++) assert.deepEqual(slotRelays(tc, P[i]), [R[1].hex]);
 });
 
 Deno.test("dropping relay: a suspect that later carries the peer's data is cleared, not benched", () => {
@@ -1288,6 +1350,49 @@ Deno.test("removePeer sends unroute on confirmed relays only", () => {
   drain(tc);
   feed(tc, R[0], T0 + 15, { type: "online", publicKey: p, connectionId: 16 });
   assert.deepEqual(drain(tc), { actions: [], events: [] });
+});
+
+Deno.test("routes: a relay is asked for at most routesPerRelay routes; extras skip a full relay", () => {
+  const tc = newTc({ routesPerRelay: 2 });
+  const R = makeRelays(3);
+  addGlobals(tc, R);
+  for (const r of R) confirm(tc, r, T0);
+  const P = makePeers(3);
+  for (const p of P) tc.addPeer(p, T0);
+  assert.deepEqual(slotRelays(tc, P[0]), hexes(R));
+  assert.deepEqual(slotRelays(tc, P[1]), hexes(R));
+  assert.deepEqual(slotRelays(tc, P[2]), []);
+  const routes = only(drain(tc).actions, "route");
+  for (const r of R) assert.equal(routes.filter((a) => a.relay === r.hex).length, 2);
+});
+
+Deno.test("routes: on a full relay, a peer known to be there takes the route of a peer held there on the off chance", () => {
+  const tc = newTc({ routesPerRelay: 2 });
+  const R = makeRelays(3);
+  addGlobals(tc, R);
+  for (const r of R) confirm(tc, r, T0);
+  const P = makePeers(3);
+  for (const p of P) tc.addPeer(p, T0);
+  // P1 is ONLINE on R0 (its route matters); P0's is a guess.
+  routeAndOnline(tc, R[0], P[1], 17, T0 + 1);
+  drain(tc);
+  assert.equal(tc.addPeerRelay(P[2], R[0].address, T0 + 2).ok, true);
+  const { actions, events } = drain(tc);
+  assert.deepEqual(slotRelays(tc, P[2]), [R[0].hex]);
+  assert.deepEqual(slotRelays(tc, P[0]), [R[1].hex, R[2].hex]);
+  assert.deepEqual(only(actions, "unroute"), [{
+    type: "unroute",
+    relay: R[0].hex,
+    publicKey: P[0],
+  }]);
+  assert.deepEqual(only(actions, "route"), [{ type: "route", relay: R[0].hex, publicKey: P[2] }]);
+  assert.deepEqual(ofType(events, "peer_online"), []);
+  // Full of routes that matter (ONLINE, or learned there): nothing gives way.
+  const [q] = makePeers(1, 3);
+  tc.addPeer(q, T0 + 3);
+  assert.equal(tc.addPeerRelay(q, R[0].address, T0 + 3).ok, true);
+  assert.deepEqual(slotRelays(tc, q), []);
+  assert.deepEqual(only(drain(tc).actions, "unroute"), []);
 });
 
 Deno.test("route_refused drops that slot and the relay is not tried again for that peer", () => {

@@ -36,6 +36,8 @@ export interface DaemonOptions {
   readonly relays?: readonly string[];
   readonly name?: string;
   readonly extra?: readonly string[];
+  /** Deno flags before the script, after the task's own (e.g. `--cpu-prof` to profile). */
+  readonly denoFlags?: readonly string[];
 }
 
 export class DaemonProcess {
@@ -49,6 +51,7 @@ export class DaemonProcess {
       "run",
       "--no-check",
       ...DAEMON_FLAGS,
+      ...(opts.denoFlags ?? []),
       `${ROOT}daemon/shell/main.ts`,
       "--data-dir",
       opts.dataDir,

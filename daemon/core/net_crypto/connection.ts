@@ -104,6 +104,11 @@ export interface CryptoHost {
   /** The peer acknowledged new data (TCP_connections scores the relay that carried it). */
   delivered(dhtPublicKey: Uint8Array): void;
   emit(event: CryptoEvent): void;
+  /**
+   * Called at every entry point (packet, send, tick, ...): the session's next deadline may
+   * have moved. NetCrypto keeps sessions in a deadline heap and re-reads only those.
+   */
+  touched(connection: CryptoConnection): void;
   /** The opt-in key log, told of every session key (see capture/keylog.ts). */
   readonly keylog?: (keys: NetCryptoKeys) => void;
 }
@@ -306,6 +311,7 @@ export class CryptoConnection {
   /** A net_crypto packet (0x19, 0x1a, 0x1b) from the peer's DHT key. */
   handle(packet: Uint8Array, now: number): void {
     if (this.#state === "killed" || packet.length === 0) return;
+    this.#host.touched(this);
     switch (packet[0]) {
       case NET_PACKET_COOKIE_RESPONSE:
         this.#handleCookieResponse(packet, now);
@@ -324,6 +330,7 @@ export class CryptoConnection {
   /** A handshake the manager already opened (incoming path, same DHT key). */
   adopt(hs: OpenedHandshake, now: number): boolean {
     if (this.#state !== "cookie_requesting" && this.#state !== "handshake_sent") return false;
+    this.#host.touched(this);
     this.#adoptHandshake(hs, now, this.#state === "cookie_requesting");
     return true;
   }
@@ -346,6 +353,7 @@ export class CryptoConnection {
         message: `lossless packet must be 1..${MAX_CRYPTO_DATA_SIZE} bytes with id 16..191`,
       };
     }
+    this.#host.touched(this);
     if (this.#send.full) {
       this.#refusedFull = true;
       return {
@@ -383,6 +391,7 @@ export class CryptoConnection {
   /** crypto_kill: tell an established peer (KILL), then stop. */
   kill(now: number, cause: KillCause, reason: string): void {
     if (this.#state === "killed") return;
+    this.#host.touched(this);
     const was = this.#state === "established";
     if (was) this.#sendKill(now);
     this.#terminate(cause, reason, was);
@@ -391,12 +400,14 @@ export class CryptoConnection {
   /** The path that refused us (congested) can take packets again. */
   writable(now: number): void {
     if (!this.#blocked) return;
+    this.#host.touched(this);
     this.#blocked = false;
     this.#flush(now);
   }
 
   /** A route to the peer came up: retry what found no path, now. */
   pathUp(now: number): void {
+    this.#host.touched(this);
     if (this.#temp !== null && this.#tempSends === 0) this.#tempDueAt = now;
     if (this.#retryAt !== Infinity) this.#retryAt = now;
     this.tick(now);
@@ -404,6 +415,7 @@ export class CryptoConnection {
 
   tick(now: number): void {
     if (this.#state === "killed") return;
+    this.#host.touched(this);
     if (this.#temp !== null && now >= this.#tempDueAt) {
       if (this.#tempSends >= this.config.maxTempSends) {
         this.#terminate(
@@ -655,6 +667,7 @@ export class CryptoConnection {
   /** Hold lossless delivery (true) or resume it, handing up what waited (false). */
   holdDelivery(held: boolean, now: number): void {
     if (this.#deliveryHeld === held) return;
+    this.#host.touched(this);
     this.#deliveryHeld = held;
     if (held || this.#state !== "established") return;
     if (!this.#deliverInOrder()) return;

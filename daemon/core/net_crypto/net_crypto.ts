@@ -30,6 +30,7 @@ import {
   openHandshake,
 } from "./packets.ts";
 import { bytesEqual } from "../common/crypto.ts";
+import { DeadlineHeap } from "../common/deadline_heap.ts";
 
 /** How net_crypto reaches a DHT key: TCP_connections in the daemon, a wire in tests. */
 export interface NetCryptoTransport {
@@ -80,9 +81,14 @@ export interface NetCryptoStats {
   readonly strayPackets: number;
 }
 
-const SHARED_KEY_CACHE = 256;
+/**
+ * Keys kept per cache (~100 bytes each). A session is redialled after each timeout with a
+ * fresh cookie request to the same DHT key, so the working set is one key per friend being
+ * dialled: a cache smaller than the friend list recomputes an X25519 (~1 ms) on every redial.
+ */
+const SHARED_KEY_CACHE = 4_096;
 
-/** A small cache for precomputed keys: X25519 is the costly step, keys repeat a lot. */
+/** A cache for precomputed keys: X25519 is the costly step, keys repeat a lot. */
 class KeyCache {
   readonly #map = new Map<string, Uint8Array>();
   constructor(readonly secretKey: Uint8Array) {}
@@ -98,6 +104,13 @@ class KeyCache {
     }
     return k;
   }
+}
+
+/** A session's place in the deadline heap. */
+interface SessionTimer {
+  readonly connection: CryptoConnection;
+  deadline: number;
+  heapIndex: number;
 }
 
 export class NetCrypto {
@@ -120,6 +133,10 @@ export class NetCrypto {
   #refused = 0;
   #stray = 0;
   #deliveryHeld = false;
+  /** Sessions by next deadline; those touched since are re-read before it is used. */
+  readonly #timers = new DeadlineHeap<SessionTimer>();
+  readonly #timerOf = new Map<CryptoConnection, SessionTimer>();
+  readonly #touched = new Set<CryptoConnection>();
 
   constructor(opts: NetCryptoOptions, now: number) {
     this.#opts = opts;
@@ -137,6 +154,7 @@ export class NetCrypto {
       transmit: (dhtPk, packet, expectsAck) => this.#transmit(dhtPk, packet, expectsAck),
       delivered: (pk) => opts.transport.delivered(pk),
       emit: (e) => this.#onEvent(e),
+      touched: (c) => this.#touched.add(c),
       keylog: opts.keylog,
     };
   }
@@ -236,17 +254,27 @@ export class NetCrypto {
     this.#byDht.get(dhtHex)?.writable(now);
   }
 
+  /** Ticks only the sessions that are due (a heap, not a walk of every session). */
   tick(now: number): void {
     this.#now = now;
-    for (const c of [...this.#byPeer.values()]) {
-      if (c.nextDeadline() <= now) c.tick(now);
+    this.#settleTimers();
+    for (
+      let t = this.#timers.peek();
+      t !== undefined && t.deadline <= now;
+      t = this.#timers.peek()
+    ) {
+      // Out of the heap until settled again, so a session whose tick leaves it due cannot
+      // spin this loop.
+      this.#timers.set(t, Infinity);
+      t.connection.tick(now);
+      this.#touched.add(t.connection);
     }
+    this.#settleTimers();
   }
 
   nextDeadline(): number {
-    let d = Infinity;
-    for (const c of this.#byPeer.values()) d = Math.min(d, c.nextDeadline());
-    return d;
+    this.#settleTimers();
+    return this.#timers.peek()?.deadline ?? Infinity;
   }
 
   stats(): NetCryptoStats {
@@ -265,6 +293,22 @@ export class NetCrypto {
     if (this.#deliveryHeld) c.holdDelivery(true, this.#now);
     this.#byPeer.set(c.peer, c);
     this.#byDht.set(toHex(c.dhtPublicKey), c);
+    this.#timerOf.set(c, { connection: c, deadline: Infinity, heapIndex: -1 });
+    this.#touched.add(c);
+  }
+
+  /** Re-read the deadline of every session touched since the last time; drop killed ones. */
+  #settleTimers(): void {
+    if (this.#touched.size === 0) return;
+    for (const c of this.#touched) {
+      const t = this.#timerOf.get(c);
+      if (t === undefined) continue;
+      if (c.state === "killed") {
+        this.#timers.remove(t);
+        this.#timerOf.delete(c);
+      } else this.#timers.set(t, c.nextDeadline());
+    }
+    this.#touched.clear();
   }
 
   #onEvent(e: CryptoEvent): void {

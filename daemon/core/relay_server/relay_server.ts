@@ -49,7 +49,7 @@
  * This file is the sans-I/O API and the protocol logic that ties the parts together; the
  * parts live beside it: config.ts (limits and defaults), events.ts and stats.ts (what it
  * reports), connection.ts (the per-socket record and routing table), outbox.ts (what is
- * owed to clients, bounded), packet_queue.ts, rate_limit.ts and deadline_heap.ts.
+ * owed to clients, bounded), packet_queue.ts, rate_limit.ts and common/deadline_heap.ts.
  */
 import { bytesEqual, type KeyPair, type RandomBytes, toHex } from "../common/crypto.ts";
 import { acceptClientHandshake, CLIENT_HANDSHAKE_SIZE } from "../tcp_common/handshake.ts";
@@ -70,7 +70,7 @@ import {
   type RelayServerConfig,
 } from "./config.ts";
 import { type Conn, connectionInfo, newConn, NO_SLOTS, type Slot } from "./connection.ts";
-import { DeadlineHeap } from "./deadline_heap.ts";
+import { DeadlineHeap } from "../common/deadline_heap.ts";
 import {
   type ConnectionNumber,
   FAULT_OF,

@@ -9,6 +9,11 @@ export interface TcpConnectionsConfig {
   readonly recommendedRelays: number;
   /** MAX_FRIEND_TCP_CONNECTIONS: relay slots a peer may hold. */
   readonly maxRelaysPerPeer: number;
+  /**
+   * NUM_CLIENT_CONNECTIONS: routes one relay session holds (connection ids 16..255). Asking
+   * for more only earns refusals, and early extras would keep later peers off their own relay.
+   */
+  readonly routesPerRelay: number;
   /** Relays kept connected even when no peer needs them (c-toxcore keeps 3). */
   readonly keepConnected: number;
   /** TCP_CONNECTION_ANNOUNCE_TIMEOUT: an unneeded relay sleeps this long after it connected. */
@@ -38,6 +43,11 @@ export interface TcpConnectionsConfig {
   readonly failureWindowMs: number;
   /** ...this many times bench the relay. */
   readonly failuresToBench: number;
+  /**
+   * A relay proven to drop one peer's data loses that peer for `benchMs`; it is benched when
+   * this many distinct peers lost data on it and no peer's traffic came through it since.
+   */
+  readonly dropsToBench: number;
   /** How long a benched relay stays out. */
   readonly benchMs: number;
   /** A peer with no ONLINE slot this long may use up to maxRelaysPerPeer relays. */
@@ -55,6 +65,7 @@ export interface TcpConnectionsConfig {
 export const DEFAULT_TCP_CONNECTIONS_CONFIG: TcpConnectionsConfig = {
   recommendedRelays: 3,
   maxRelaysPerPeer: 6,
+  routesPerRelay: 240,
   keepConnected: 3,
   idleSleepMs: 10_000,
   reconnectMinMs: 1_000,
@@ -69,6 +80,7 @@ export const DEFAULT_TCP_CONNECTIONS_CONFIG: TcpConnectionsConfig = {
   attributionMs: 1_000,
   failureWindowMs: 10 * 60_000,
   failuresToBench: 3,
+  dropsToBench: 3,
   benchMs: 10 * 60_000,
   searchAfterMs: 10_000,
   statsIntervalMs: 1_000,

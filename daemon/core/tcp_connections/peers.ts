@@ -32,6 +32,8 @@ export interface Peer {
   readonly learned: string[];
   /** Relays that refused to route this peer (full): not tried again for it. */
   readonly refusedBy: Set<string>;
+  /** Relays proven to drop this peer's data, not given a slot for it until then (ms). */
+  readonly avoid: Map<string, number>;
   sender: string | null;
   senderSince: number;
   online: boolean;
@@ -42,6 +44,11 @@ export interface Peer {
   blocked: boolean;
   oobSent: number;
   congestedRefusals: number;
+  /** When reconcile last looked at this peer's slots (fillSlots). */
+  filledAt: number;
+  /** The peer's next deadline and its place in the deadline heap (state.ts). */
+  deadline: number;
+  heapIndex: number;
 }
 
 /** A peer as added: on no relay yet, offline since now. */
@@ -52,6 +59,7 @@ export function newPeer(publicKey: Uint8Array, hex: string, now: number, feedbac
     slots: [],
     learned: [],
     refusedBy: new Set(),
+    avoid: new Map(),
     sender: null,
     senderSince: now,
     online: false,
@@ -60,6 +68,9 @@ export function newPeer(publicKey: Uint8Array, hex: string, now: number, feedbac
     blocked: false,
     oobSent: 0,
     congestedRefusals: 0,
+    filledAt: -Infinity,
+    deadline: Infinity,
+    heapIndex: -1,
   };
 }
 
@@ -88,6 +99,8 @@ export interface PeerContext {
   readonly config: TcpConnectionsConfig;
   readonly relays: ReadonlyMap<string, Relay>;
   readonly events: TcpConnectionsEvent[];
+  /** Peers whose slots changed: the next reconcile looks at them (and re-reads their timers). */
+  readonly dirty: Set<Peer>;
 }
 
 export function setSlotStatus(
@@ -100,6 +113,7 @@ export function setSlotStatus(
 ): void {
   const before = slot.status;
   slot.status = status;
+  ctx.dirty.add(peer);
   if (status !== "online") {
     slot.unackedSince = null;
     if (peer.sender === slot.relay) {
@@ -215,10 +229,32 @@ function setSender(
 ): void {
   if (peer.sender === relay) return;
   const from = peer.sender;
+  // Silence is judged per sending spell: a slot sent through earlier and left keeps no clock
+  // to be judged by when it sends again.
+  for (const s of peer.slots) if (s.relay === from) s.unackedSince = null;
   peer.sender = relay;
   peer.senderSince = now;
   ctx.events.push({ type: "sender_changed", peer: peer.hex, from, to: relay, reason });
   if (relay !== null && peer.blocked) unblock(ctx, peer);
+}
+
+/** When this peer needs a tick: a search to widen to, a delivery to judge, a suspicion to forget. */
+export function peerDeadline(config: TcpConnectionsConfig, peer: Peer): number {
+  let at = Infinity;
+  // A search time before the peer's last look (fillSlots) has been acted on. Judged by that,
+  // not by the clock, so a deadline that passed between two looks is still reported.
+  const searchAt = peer.offlineSince + config.searchAfterMs;
+  if (!peer.online && searchAt > peer.filledAt) at = searchAt;
+  for (const s of peer.slots) {
+    if (s.unackedSince !== null && peer.sender === s.relay) {
+      // As checkDelivery: the later of the first unacked send and the last proof.
+      at = Math.min(at, Math.max(s.unackedSince, s.provenAt) + config.deliveryTimeoutMs);
+    }
+    if (s.suspectAt !== null) at = Math.min(at, s.suspectAt + config.suspectForMs);
+  }
+  // An avoided relay may be offered again then (fillSlots forgets expired ones).
+  for (const until of peer.avoid.values()) at = Math.min(at, until);
+  return at;
 }
 
 export function checkDelivery(ctx: PeerContext, peer: Peer, now: number): void {

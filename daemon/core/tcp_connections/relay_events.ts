@@ -26,6 +26,7 @@ export function onRelayEvent(
       relay.inflight = 0;
       relay.congested = false;
       relay.sessions++;
+      state.allDirty = true;
       state.events.push({ type: "relay_state", relay: relay.hex, state: "confirmed" });
       // A refusal (routing table full) belonged to the old session.
       for (const peer of state.peers.values()) peer.refusedBy.delete(relay.hex);

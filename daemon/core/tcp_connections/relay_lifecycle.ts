@@ -7,8 +7,15 @@
  */
 import type { Fault } from "../common/codec.ts";
 import { shortKey } from "./types.ts";
-import { backoff, hasWorker, rankRelays, recentFaults, type Relay } from "./relays.ts";
-import { newSlot, type Peer, setSlotStatus, type Slot } from "./peers.ts";
+import {
+  backoff,
+  droppedPeers,
+  hasWorker,
+  rankRelays,
+  recentFaults,
+  type Relay,
+} from "./relays.ts";
+import { newSlot, type Peer, peerDeadline, setSlotStatus, type Slot } from "./peers.ts";
 import type { TcpConnectionsState } from "./state.ts";
 
 function attach(state: TcpConnectionsState, peer: Peer, relay: Relay): void {
@@ -33,9 +40,12 @@ export function dropSlot(
     // The relay client sends DISCONNECT_NOTIFICATION only for an id it was given.
     state.actions.push({ type: "unroute", relay: relay.hex, publicKey: peer.publicKey });
   }
+  // A route freed on a full relay may be what another peer waits for.
+  if (relay && relay.peers.size >= state.config.routesPerRelay) state.allDirty = true;
   relay?.peers.delete(peer.hex);
   const i = peer.slots.indexOf(slot);
   if (i >= 0) peer.slots.splice(i, 1);
+  state.dirty.add(peer);
   if (why !== null) setSlotStatus(state, peer, slot, "none", state.now, why);
 }
 
@@ -73,26 +83,20 @@ export function reconcile(state: TcpConnectionsState): void {
     if (r.state === "benched" && now >= r.benchedUntil) {
       r.state = "sleeping";
       r.attempts = 0;
+      state.allDirty = true;
       state.events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
     }
   }
   const ranked = rankRelays(state.config, state.relays, now);
-  for (const peer of state.peers.values()) {
-    const onlineCount = peer.slots.filter((s) => s.status === "online").length;
-    if (onlineCount >= cfg.recommendedRelays) continue;
-    const searching = !peer.online && now - peer.offlineSince >= cfg.searchAfterMs;
-    const target = searching ? cfg.maxRelaysPerPeer : cfg.recommendedRelays;
-    const has = (hex: string) => peer.slots.some((s) => s.relay === hex);
-    for (const hex of peer.learned) {
-      if (peer.slots.length >= cfg.maxRelaysPerPeer) break;
-      const r = state.relays.get(hex);
-      if (r && r.state !== "benched" && !has(hex) && !peer.refusedBy.has(hex)) {
-        attach(state, peer, r);
-      }
-    }
-    for (const r of ranked) {
-      if (peer.slots.length >= target) break;
-      if (r.global && !has(r.hex) && !peer.refusedBy.has(r.hex)) attach(state, peer, r);
+  // Only peers something happened to: with thousands of peers a walk of all of them on every
+  // relay event cost more than the events. A peer that loses a route to another (makeRoom) is
+  // looked at again in the next round.
+  for (let round = 0; round < 3 && (state.allDirty || state.dirty.size > 0); round++) {
+    const batch = state.allDirty ? [...state.peers.values()] : [...state.dirty];
+    state.allDirty = false;
+    state.dirty.clear();
+    for (const peer of batch) {
+      if (state.peers.get(peer.hex) === peer) fillSlots(state, peer, ranked);
     }
   }
   // Keep `keepConnected` relays live (connecting or confirmed) whatever the peers need.
@@ -111,6 +115,7 @@ export function reconcile(state: TcpConnectionsState): void {
       else {
         // Needed again before its back-off ran out: wait for it (nextDeadline has it).
         r.state = "waiting";
+        state.allDirty = true;
         state.events.push({
           type: "relay_state",
           relay: r.hex,
@@ -121,6 +126,7 @@ export function reconcile(state: TcpConnectionsState): void {
     } else if (r.state === "waiting") {
       if (!needed) {
         r.state = "sleeping";
+        state.allDirty = true;
         state.events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
       } else if (now >= r.retryAt) open(state, r);
     } else if (
@@ -130,6 +136,7 @@ export function reconcile(state: TcpConnectionsState): void {
       r.state = "sleeping";
       r.inflight = 0;
       r.congested = false;
+      state.allDirty = true;
       state.events.push({
         type: "relay_state",
         relay: r.hex,
@@ -138,6 +145,62 @@ export function reconcile(state: TcpConnectionsState): void {
       });
     }
   }
+}
+
+/** Give a peer the relays it lacks: learned ones first, then the user's by rank. */
+function fillSlots(state: TcpConnectionsState, peer: Peer, ranked: readonly Relay[]): void {
+  const now = state.now;
+  const cfg = state.config;
+  state.retime.add(peer);
+  peer.filledAt = now;
+  for (const [hex, until] of peer.avoid) if (now >= until) peer.avoid.delete(hex);
+  const onlineCount = peer.slots.filter((s) => s.status === "online").length;
+  if (onlineCount >= cfg.recommendedRelays) return;
+  const searching = !peer.online && now - peer.offlineSince >= cfg.searchAfterMs;
+  const target = searching ? cfg.maxRelaysPerPeer : cfg.recommendedRelays;
+  const has = (hex: string) => peer.slots.some((s) => s.relay === hex);
+  const usable = (hex: string) => !has(hex) && !peer.refusedBy.has(hex) && !peer.avoid.has(hex);
+  for (const hex of peer.learned) {
+    if (peer.slots.length >= cfg.maxRelaysPerPeer) break;
+    const r = state.relays.get(hex);
+    if (r && r.state !== "benched" && usable(hex) && makeRoom(state, r)) attach(state, peer, r);
+  }
+  for (const r of ranked) {
+    if (peer.slots.length >= target) break;
+    if (r.global && usable(r.hex) && r.peers.size < cfg.routesPerRelay) attach(state, peer, r);
+  }
+}
+
+/**
+ * A free route on `relay` for a peer known to be there: when every route is taken, one
+ * held for another peer on the off chance (a global relay its friend was never seen on, not
+ * ONLINE) gives way. Returns false when the relay is full of routes that matter.
+ */
+function makeRoom(state: TcpConnectionsState, relay: Relay): boolean {
+  if (relay.peers.size < state.config.routesPerRelay) return true;
+  for (const hex of relay.peers) {
+    const other = state.peers.get(hex);
+    const slot = other?.slots.find((s) => s.relay === relay.hex);
+    if (!other || !slot || slot.status === "online" || other.learned.includes(relay.hex)) continue;
+    dropSlot(
+      state,
+      other,
+      slot,
+      `route on ${shortKey(relay.hex)} given to a peer known to be there`,
+    );
+    return true;
+  }
+  return false;
+}
+
+/** Put every peer whose deadline may have moved back in the heap at its new deadline. */
+export function settleTimers(state: TcpConnectionsState): void {
+  for (const peer of state.retime) {
+    if (state.peers.get(peer.hex) === peer) {
+      state.timers.set(peer, peerDeadline(state.config, peer));
+    } else state.timers.remove(peer);
+  }
+  state.retime.clear();
 }
 
 function open(state: TcpConnectionsState, relay: Relay): void {
@@ -150,6 +213,7 @@ function open(state: TcpConnectionsState, relay: Relay): void {
     address: relay.address,
     ...(relay.proxy ? { proxy: relay.proxy } : {}),
   });
+  state.allDirty = true;
   state.events.push({ type: "relay_state", relay: relay.hex, state: "connecting" });
 }
 
@@ -196,6 +260,7 @@ export function relayDown(
   }
   if (!relay.everConfirmed && !relay.global) {
     // c-toxcore kill_tcp_relay_connection: a learned relay that never worked is dropped.
+    state.allDirty = true;
     state.events.push({ type: "relay_state", relay: relay.hex, state: "removed", reason, fault });
     detachRelay(state, relay, `relay never connected: ${reason}`);
     forget(state, relay);
@@ -205,6 +270,7 @@ export function relayDown(
   const delay = backoff(state.config, state.random, relay.attempts);
   relay.state = "waiting";
   relay.retryAt = now + delay;
+  state.allDirty = true;
   state.events.push({
     type: "relay_state",
     relay: relay.hex,
@@ -230,30 +296,35 @@ function bench(
   relay.benchedUntil = now + state.config.benchMs;
   relay.congested = false;
   relay.inflight = 0;
+  state.allDirty = true;
   state.events.push({ type: "relay_state", relay: relay.hex, state: "benched", reason });
   detachRelay(state, relay, `relay ${shortKey(relay.hex)} benched: ${reason}`);
 }
 
 export function prove(state: TcpConnectionsState, peer: Peer, slot: Slot, now: number): void {
   slot.provenAt = now;
+  const carrier = state.relays.get(slot.relay);
+  if (carrier) carrier.provenAt = now;
   if (slot.suspectAt !== null) {
     // The suspect carried the peer's traffic after all.
     slot.suspectAt = null;
     slot.suspectReason = null;
   }
-  // Another relay works for this peer while a suspect still shows nothing: it drops.
-  for (const s of peer.slots) {
+  // Another relay works for this peer while a suspect still shows nothing: the suspect drops
+  // this peer's data. That may be the peer's own link to that relay (a stalled socket on
+  // its side), so it costs the relay this peer only; the relay itself is benched when
+  // several peers lost data on it and nobody's traffic came through it since.
+  for (const s of [...peer.slots]) {
     if (s === slot || s.suspectAt === null || s.provenAt >= s.suspectAt) continue;
     const relay = state.relays.get(s.relay);
     if (!relay) continue;
-    relay.penalties.push(now);
-    bench(
-      state,
-      relay,
-      `dropped data for peer ${shortKey(peer.hex)}: ${s.suspectReason}, ` +
-        `while relay ${shortKey(slot.relay)} delivered`,
-      now,
-    );
-    return; // bench detached the relay from every peer, including this loop's slots
+    const reason = `dropped data for peer ${shortKey(peer.hex)}: ${s.suspectReason}, ` +
+      `while relay ${shortKey(slot.relay)} delivered`;
+    relay.penalties.push({ at: now, peer: peer.hex });
+    peer.avoid.set(relay.hex, now + state.config.benchMs);
+    dropSlot(state, peer, s, `relay ${shortKey(relay.hex)} ${reason}`);
+    if (droppedPeers(relay) >= state.config.dropsToBench) {
+      bench(state, relay, `${reason} (${droppedPeers(relay)} peers lost data on it)`, now);
+    }
   }
 }

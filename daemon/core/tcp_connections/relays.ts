@@ -29,7 +29,10 @@ export interface Relay {
   benchedReason: string | null;
   lastError: string | null;
   faults: number[];
-  penalties: number[];
+  /** Proven drops: when, and whose data (one peer's evidence never benches a relay alone). */
+  penalties: { at: number; peer: string }[];
+  /** The last time any peer's traffic came through this relay. */
+  provenAt: number;
   congested: boolean;
   inflight: number;
   rttMs: number | null;
@@ -69,6 +72,7 @@ export function newRelay(
     lastError: null,
     faults: [],
     penalties: [],
+    provenAt: 0,
     congested: false,
     inflight: 0,
     rttMs: null,
@@ -95,14 +99,24 @@ export function canSend(config: TcpConnectionsConfig, relay: Relay): boolean {
 export function recentFaults(config: TcpConnectionsConfig, relay: Relay, now: number): number {
   const since = now - config.failureWindowMs;
   while (relay.faults.length > 0 && relay.faults[0] < since) relay.faults.shift();
-  while (relay.penalties.length > 0 && relay.penalties[0] < since) relay.penalties.shift();
+  while (relay.penalties.length > 0 && relay.penalties[0].at < since) relay.penalties.shift();
   return relay.faults.length;
 }
 
 /** 100 for a clean relay; recent faults and dropped data cost points. */
 export function score(config: TcpConnectionsConfig, relay: Relay, now: number): number {
   const faults = recentFaults(config, relay, now);
-  return Math.max(0, 100 - 20 * faults - 50 * relay.penalties.length);
+  return Math.max(0, 100 - 20 * faults - 25 * relay.penalties.length);
+}
+
+/**
+ * Distinct peers whose data this relay was proven to drop since it last carried anyone's
+ * traffic: the evidence that the relay, not one peer's path through it, is at fault.
+ */
+export function droppedPeers(relay: Relay): number {
+  const peers = new Set<string>();
+  for (const p of relay.penalties) if (p.at >= relay.provenAt) peers.add(p.peer);
+  return peers.size;
 }
 
 /** 0 for the first retry after a stable session (c-toxcore reconnects at once), then ×2. */

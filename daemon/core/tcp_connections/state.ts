@@ -8,6 +8,7 @@ import type { TcpConnectionsConfig } from "./config.ts";
 import type { RelayAction, TcpConnectionsEvent } from "./types.ts";
 import type { Relay } from "./relays.ts";
 import type { Peer, PeerContext } from "./peers.ts";
+import type { DeadlineHeap } from "../common/deadline_heap.ts";
 
 export interface TcpConnectionsState extends PeerContext {
   readonly config: TcpConnectionsConfig;
@@ -19,4 +20,13 @@ export interface TcpConnectionsState extends PeerContext {
   events: TcpConnectionsEvent[];
   /** The `now` of the command or input being handled. */
   now: number;
+  /**
+   * Every peer needs a look (set with every relay_state event, and when a full relay frees a
+   * route): the next reconcile walks all peers instead of `dirty` alone.
+   */
+  allDirty: boolean;
+  /** Peers whose deadline may have moved without anything to reconcile (a send). */
+  readonly retime: Set<Peer>;
+  /** Peers by next deadline (peerDeadline), so a tick visits only those due. */
+  readonly timers: DeadlineHeap<Peer>;
 }

@@ -45,7 +45,16 @@ import {
 import { canSend, hasWorker, newRelay, type Relay, score } from "./relays.ts";
 import { checkDelivery, chooseSender, isProven, newPeer } from "./peers.ts";
 import type { TcpConnectionsState } from "./state.ts";
-import { detachRelay, dropSlot, forget, prove, reconcile, relayDown } from "./relay_lifecycle.ts";
+import {
+  detachRelay,
+  dropSlot,
+  forget,
+  prove,
+  reconcile,
+  relayDown,
+  settleTimers,
+} from "./relay_lifecycle.ts";
+import { DeadlineHeap } from "../common/deadline_heap.ts";
 import { onRelayEvent } from "./relay_events.ts";
 
 export interface TcpConnectionsOptions {
@@ -76,6 +85,10 @@ export class TcpConnections {
       actions: [],
       events: [],
       now: opts.now,
+      dirty: new Set(),
+      allDirty: false,
+      retime: new Set(),
+      timers: new DeadlineHeap(),
     };
     this.#nextStatsAt = opts.now + this.config.statsIntervalMs;
   }
@@ -112,18 +125,9 @@ export class TcpConnections {
         if (idleAt > now) at = Math.min(at, idleAt);
       }
     }
-    for (const p of this.#state.peers.values()) {
-      const searchAt = p.offlineSince + this.config.searchAfterMs;
-      if (!p.online && searchAt > now) at = Math.min(at, searchAt);
-      for (const s of p.slots) {
-        if (s.unackedSince !== null && p.sender === s.relay) {
-          // As checkDelivery: the later of the first unacked send and the last proof.
-          at = Math.min(at, Math.max(s.unackedSince, s.provenAt) + this.config.deliveryTimeoutMs);
-        }
-        if (s.suspectAt !== null) at = Math.min(at, s.suspectAt + this.config.suspectForMs);
-      }
-    }
-    return at;
+    // Peers from their heap (peerDeadline), not a walk of every peer.
+    settleTimers(this.#state);
+    return Math.min(at, this.#state.timers.peek()?.deadline ?? Infinity);
   }
 
   // ---- commands ----------------------------------------------------------------------------
@@ -139,6 +143,7 @@ export class TcpConnections {
     if (!r.ok) return r;
     const relay = this.#state.relays.get(r.relay)!;
     relay.global = true;
+    this.#state.allDirty = true;
     reconcile(this.#state);
     return r;
   }
@@ -150,6 +155,7 @@ export class TcpConnections {
     detachRelay(this.#state, relay, "relay removed");
     if (hasWorker(relay)) this.#state.actions.push({ type: "close", relay: relay.hex });
     forget(this.#state, relay);
+    this.#state.allDirty = true;
     this.#state.events.push({
       type: "relay_state",
       relay: relay.hex,
@@ -167,7 +173,9 @@ export class TcpConnections {
     if (publicKey.length !== 32) return false;
     const hex = toHex(publicKey);
     if (this.#state.peers.has(hex)) return false;
-    this.#state.peers.set(hex, newPeer(publicKey, hex, now, this.config.deliveryFeedback));
+    const peer = newPeer(publicKey, hex, now, this.config.deliveryFeedback);
+    this.#state.peers.set(hex, peer);
+    this.#state.dirty.add(peer);
     reconcile(this.#state);
     return true;
   }
@@ -180,6 +188,8 @@ export class TcpConnections {
     if (!peer) return false;
     for (const s of [...peer.slots]) dropSlot(this.#state, peer, s, null);
     this.#state.peers.delete(hex);
+    this.#state.dirty.delete(peer);
+    this.#state.retime.add(peer);
     reconcile(this.#state);
     return true;
   }
@@ -199,6 +209,7 @@ export class TcpConnections {
       // FRIEND_MAX_STORED_TCP_RELAYS: remember the newest 24.
       if (peer.learned.length > 24) peer.learned.shift();
     }
+    this.#state.dirty.add(peer);
     reconcile(this.#state);
     return r;
   }
@@ -222,6 +233,7 @@ export class TcpConnections {
       }
       s.unackedSince = null;
     }
+    this.#state.dirty.add(peer);
     reconcile(this.#state);
   }
 
@@ -260,7 +272,10 @@ export class TcpConnections {
       this.#queueSend(relay, { kind: "data", publicKey: peer.publicKey, data });
       slot.packetsOut++;
       slot.bytesOut += data.length;
-      if (peer.feedback && expectsAck && slot.unackedSince === null) slot.unackedSince = now;
+      if (peer.feedback && expectsAck && slot.unackedSince === null) {
+        slot.unackedSince = now;
+        this.#state.retime.add(peer);
+      }
       return { ok: true, via: "data", relay: relay.hex };
     }
     if (peer.slots.some((s) => s.status === "online")) {
@@ -377,7 +392,13 @@ export class TcpConnections {
         if (r.state === "confirmed") this.#state.actions.push({ type: "stats", relay: r.hex });
       }
     }
-    for (const peer of this.#state.peers.values()) checkDelivery(this.#state, peer, now);
+    const timers = this.#state.timers;
+    settleTimers(this.#state);
+    for (let p = timers.peek(); p !== undefined && p.deadline <= now; p = timers.peek()) {
+      timers.set(p, Infinity); // back at its new deadline when settled
+      checkDelivery(this.#state, p, now);
+      this.#state.dirty.add(p);
+    }
     reconcile(this.#state);
   }
 

@@ -1,9 +1,10 @@
 /**
- * The relay's timers as one binary min-heap keyed by each connection's next deadline, so
- * finding the next deadline is O(1) and a tick touches only the connections that are due:
- * with thousands of clients, walking all of them every tick (as do_TCP_confirmed does) would
- * cost more than the traffic. Items carry their own heap index, so no search and no stale
- * entries.
+ * Many timers as one binary min-heap keyed by each item's next deadline, so finding the next
+ * deadline is O(1) and a tick touches only the items that are due: with thousands of relay
+ * clients, sessions or peers, walking all of them on every tick or event (as c-toxcore's
+ * do_TCP_confirmed and do_net_crypto do) would cost more than the traffic. Items carry their
+ * own heap index, so no search and no stale entries. Used by the relay server (connections),
+ * net_crypto (sessions) and TCP_connections (peers).
  */
 
 /** What DeadlineHeap keeps: the deadline and the slot the heap keeps it in (-1: not in it). */
