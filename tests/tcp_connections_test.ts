@@ -1131,7 +1131,8 @@ function suspectR0(tc: TcpConnections, R: TestRelay[], p: Uint8Array, at: number
 }
 
 Deno.test("dropping relay: no delivery for deliveryTimeoutMs suspects the sender; the peer's data via the other relay costs the suspect that peer, not its other peers", () => {
-  const { tc, R, p } = droppingRig();
+  const { tc, R, P } = manyDroppingRig(4);
+  const p = P[0];
   const t = suspectR0(tc, R, p, T0 + 1_000);
   // Sends now go through R1.
   assert.deepEqual(tc.sendData(p, new Uint8Array([2]), t + 10), {
@@ -1140,19 +1141,17 @@ Deno.test("dropping relay: no delivery for deliveryTimeoutMs suspects the sender
     relay: R[1].hex,
   });
   drain(tc);
-  peerData(tc, R[1], p, 17, t + 20);
+  peerData(tc, R[1], p, 16, t + 20);
   const { actions, events } = drain(tc);
-  // One peer's evidence may be its own link to R0: R0 stays up for everyone else.
+  // One peer's evidence, three peers still ONLINE on R0: R0 stays up for them.
   assert.deepEqual(ofType(events, "relay_state"), []);
   assert.deepEqual(only(actions, "close"), []);
-  assert.deepEqual(only(actions, "unroute"), [{
-    type: "unroute",
-    relay: R[0].hex,
-    publicKey: p,
-  }]);
+  assert.deepEqual(only(actions, "unroute"), [{ type: "unroute", relay: R[0].hex, publicKey: p }]);
   assert.equal(relayView(tc, R[0]).state, "confirmed");
   assert.equal(relayView(tc, R[0]).score, 75);
+  assert.match(relayView(tc, R[0]).lastError!, /dropped data for peer .*nothing delivered/);
   assert.deepEqual(slotRelays(tc, p), [R[1].hex]);
+  for (const q of P.slice(1)) assert.deepEqual(slotRelays(tc, q), [R[0].hex, R[1].hex]);
   assert.equal(peerView(tc, p).sender, R[1].hex);
   // The data itself is still delivered upward.
   assert.equal(ofType(events, "data").length, 1);
@@ -1163,17 +1162,23 @@ Deno.test("dropping relay: no delivery for deliveryTimeoutMs suspects the sender
   assert.deepEqual(slotRelays(tc, p).sort(), [R[0].hex, R[1].hex].sort());
 });
 
-Deno.test("dropping relay: delivered() after attributionMs proves the suspect dropped, sooner is not attributed", () => {
+Deno.test("dropping relay: delivered() after attributionMs proves the suspect dropped, sooner is not attributed; its only peer gone, it is benched", () => {
   const { tc, R, p } = droppingRig();
   const t = suspectR0(tc, R, p, T0 + 1_000);
   tc.sendData(p, new Uint8Array([2]), t + 10);
   tc.delivered(p, t + tc.config.attributionMs - 1);
-  assert.deepEqual(slotRelays(tc, p), [R[0].hex, R[1].hex]);
+  assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
   assert.notEqual(peerView(tc, p).slots.find((s) => s.relay === R[0].hex)!.suspect, null);
 
   tc.sendData(p, new Uint8Array([3]), t + tc.config.attributionMs);
   tc.delivered(p, t + tc.config.attributionMs);
-  assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
+  const benched = ofType(drain(tc).events, "relay_state").filter((e) => e.state === "benched");
+  assert.equal(benched.length, 1);
+  assert.equal(benched[0].relay, R[0].hex);
+  assert.match(
+    relayView(tc, R[0]).benchedReason!,
+    /dropped data .*\(1 peer lost data on it\)/,
+  );
   assert.deepEqual(slotRelays(tc, p), [R[1].hex]);
   assert.ok(relayView(tc, R[0]).score < 100);
 });
@@ -1203,34 +1208,52 @@ function dropOnR0(tc: TcpConnections, R: TestRelay[], p: Uint8Array, i: number, 
   return at + tc.config.deliveryTimeoutMs + 10;
 }
 
-Deno.test("dropping relay: dropsToBench distinct peers losing data on it, with nobody's traffic through it since, bench it", () => {
+Deno.test("dropping relay: benched once the peers that lost data on it reach half of those still ONLINE there", () => {
   const { tc, R, P } = manyDroppingRig(4);
   let t = T0 + 1_000;
-  for (let i = 0; i < 2; i++) t = dropOnR0(tc, R, P[i], i, t);
+  t = dropOnR0(tc, R, P[0], 0, t); // 1 dropped, 3 left: not yet
   assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
-  t = dropOnR0(tc, R, P[2], 2, t);
+  t = dropOnR0(tc, R, P[1], 1, t); // 2 dropped, 2 left
   const benched = ofType(drain(tc).events, "relay_state").filter((e) => e.state === "benched");
   assert.equal(benched.length, 1);
   assert.equal(benched[0].relay, R[0].hex);
   assert.match(
     benched[0].reason!,
-    /dropped data for peer .*nothing delivered.*\(3 peers lost data on it\)/,
+    /dropped data for peer .*nothing delivered.*\(2 peers lost data on it\)/,
   );
   assert.equal(relayView(tc, R[0]).state, "benched");
-  // Benching detaches R0 from every peer, the fourth (never suspected) included.
+  // Benching detaches R0 from every peer, those never suspected included.
   assert.deepEqual(slotRelays(tc, P[3]), [R[1].hex]);
 });
 
-Deno.test("dropping relay: another peer's traffic through it between the drops keeps it in service", () => {
-  const { tc, R, P } = manyDroppingRig(4);
+Deno.test("dropping relay: dropsToBench drops do not bench a relay while more than twice as many peers are still ONLINE on it", () => {
+  const { tc, R, P } = manyDroppingRig(10);
   let t = T0 + 1_000;
-  for (let i = 0; i < 2; i++) t = dropOnR0(tc, R, P[i], i, t);
-  peerData(tc, R[0], P[3], 16 + 3, t + 1);
-  t = dropOnR0(tc, R, P[2], 2, t + 2);
+  // 3 dropped, 7 still ONLINE on R0: a busy machine, not a bad relay.
+  for (let i = 0; i < 3; i++) t = dropOnR0(tc, R, P[i], i, t);
   assert.deepEqual(ofType(drain(tc).events, "relay_state"), []);
   assert.equal(relayView(tc, R[0]).state, "confirmed");
-  assert.deepEqual(slotRelays(tc, P[3]), [R[0].hex, R[1].hex]);
-  for (let i = 0; i < 3; i++) assert.deepEqual(slotRelays(tc, P[i]), [R[1].hex]);
+  // 4 dropped, 6 left: half of those is reached.
+  t = dropOnR0(tc, R, P[3], 3, t);
+  const benched = ofType(drain(tc).events, "relay_state").filter((e) => e.state === "benched");
+  assert.equal(benched.length, 1);
+  assert.match(benched[0].reason!, /\(4 peers lost data on it\)/);
+});
+
+Deno.test("dropping relay: another peer's traffic through it between the drops keeps it in service", () => {
+  for (const traffic of [true, false]) {
+    const { tc, R, P } = manyDroppingRig(8);
+    let t = T0 + 1_000;
+    for (let i = 0; i < 2; i++) t = dropOnR0(tc, R, P[i], i, t); // 2 dropped, 6 left
+    if (traffic) peerData(tc, R[0], P[7], 16 + 7, t + 1);
+    t = dropOnR0(tc, R, P[2], 2, t + 2); // 3 dropped (1 since the traffic), 5 left
+    const benched = ofType(drain(tc).events, "relay_state").filter((e) => e.state === "benched");
+    assert.equal(benched.length, traffic ? 0 : 1, `traffic ${traffic}`);
+    if (traffic) {
+      assert.deepEqual(slotRelays(tc, P[7]), [R[0].hex, R[1].hex]);
+      for (let i = 0; i < 3; i++) assert.deepEqual(slotRelays(tc, P[i]), [R[1].hex]);
+    }
+  }
 });
 
 Deno.test("dropping relay: a suspect that later carries the peer's data is cleared, not benched", () => {

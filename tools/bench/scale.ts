@@ -24,6 +24,8 @@ import { cpuTicks, rssMb } from "./proc.ts";
 import { round, type Row } from "./report.ts";
 
 const RELAYS = 5;
+/** Friends started per second: a relay takes a burst of new clients badly (256 handshakes at once). */
+const START_PER_SECOND = 50;
 /** friend.add requests in flight at once, over this many control connections. */
 const CONTROL_CLIENTS = 25;
 
@@ -50,7 +52,7 @@ export async function benchScale(quick: boolean): Promise<{ rows: Row[]; summary
       swarm = await FriendSwarm.start(friends, relays.map((r) => r.relay), {
         publicKey: self.public_key,
         dhtPublicKey: self.dht_public_key,
-      });
+      }, START_PER_SECOND);
       const t0 = performance.now();
       const clients = await Promise.all(
         Array.from({ length: CONTROL_CLIENTS }, () => ControlClient.connect(socket)),

@@ -10,15 +10,26 @@ import { fromHex, newKeyPair, toHex } from "../../daemon/core/common/crypto.ts";
 import type { RelayAddress } from "../../daemon/core/common/relay_address.ts";
 import { CoordinatorRuntime, type RelaySpawner } from "../../workers/coordinator_runtime.ts";
 import { RelayConnection } from "../../workers/relay_connection.ts";
+import { DEFAULT_PACER } from "../../daemon/core/relay_client/pacer.ts";
 import type { CoordinatorEvent } from "../../workers/messages.ts";
 
 /**
  * Relay connections in this thread (a RelayConnection per relay, no Worker): what a Worker's
- * shell does, minus the message passing.
+ * shell does, minus the message passing. A thousand of them share one event loop, whose
+ * pauses run to hundreds of ms: the 400 ms stall rule (made for a Worker that owns its thread,
+ * against tox-bootstrapd's half-frame deadlock, which these light flows cannot reach) would
+ * blame and bench healthy relays, so only the ordinary ping timeout applies here (and a write
+ * may wait as long).
  */
 export const inThreadSpawner: RelaySpawner = (opts, onEvents) => {
+  const pacer = { ...(opts.config?.pacer ?? DEFAULT_PACER), relayMayDeadlock: false };
   const conn = new RelayConnection(
-    { t: "connect", ...opts, reconnectOnStall: false },
+    {
+      t: "connect",
+      ...opts,
+      config: { ...opts.config, pacer, stallTimeoutMs: 10_000 },
+      reconnectOnStall: false,
+    },
     (events) => onEvents(events),
   );
   conn.start();
@@ -92,9 +103,10 @@ export class FriendSwarm {
         t: "init",
         self: dht,
         real,
-        // No announce of our own: the daemon knows where we are from its hint, and a thousand
-        // announcers would measure the relay's onion, not the daemon.
-        onionConfig: { maxAnnounceNodes: 0 },
+        // No announce and no search of our own: each side knows the other from its hint, and a
+        // thousand announcers and searchers would measure this thread and the relays' onion,
+        // not the daemon.
+        onionConfig: { maxAnnounceNodes: 0, maxSearchNodes: 0, searchRequestsPerSec: 1 },
       },
       (events: CoordinatorEvent[]) => {
         for (const e of events) {
@@ -142,6 +154,11 @@ export class FriendSwarm {
       clearTimeout(timer);
     }
     return true;
+  }
+
+  /** Member i's coordinator status (its relays, peers, net_crypto counters): for diagnosis. */
+  status(i: number): ReturnType<CoordinatorRuntime["status"]> {
+    return this.#runtimes[i].status();
   }
 
   async close(): Promise<void> {

@@ -522,6 +522,9 @@ export class CryptoConnection {
       this.#badPackets++;
       return;
     }
+    // Our cookie request reached the peer: evidence for the relay that carried it, as an
+    // acknowledgement is for data (TCP_connections judges relays by it).
+    this.#host.delivered(this.#dhtPublicKey);
     this.#setState("handshake_sent");
     this.#setTemp(this.#makeHandshake(r.value.cookie, now), now);
   }
@@ -589,6 +592,7 @@ export class CryptoConnection {
       });
     }
     const entering = this.#state !== "not_confirmed";
+    if (!answer) this.#host.delivered(this.#dhtPublicKey); // it answers ours
     this.#setState("not_confirmed");
     if (answer) this.#setTemp(this.#makeHandshake(hs.cookie, now), now);
     if (entering) {
@@ -629,6 +633,7 @@ export class CryptoConnection {
     }
     if (this.#state === "not_confirmed") {
       this.#temp = null;
+      this.#host.delivered(this.#dhtPublicKey); // the peer took our handshake
       this.#setState("established");
       this.#host.emit({ type: "established", peer: this.peer });
       // The layer above may have killed it from inside the event.

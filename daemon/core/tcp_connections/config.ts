@@ -44,8 +44,10 @@ export interface TcpConnectionsConfig {
   /** ...this many times bench the relay. */
   readonly failuresToBench: number;
   /**
-   * A relay proven to drop one peer's data loses that peer for `benchMs`; it is benched when
-   * this many distinct peers lost data on it and no peer's traffic came through it since.
+   * A relay proven to drop one peer's data loses that peer for `benchMs`. It is benched when
+   * the peers that lost data on it with no peer's traffic through it since number at least
+   * this many and at least half of those still ONLINE on it (a busy machine makes a few
+   * peers look dropped on any relay; a relay that drops for everyone loses them all).
    */
   readonly dropsToBench: number;
   /** How long a benched relay stays out. */
@@ -80,7 +82,7 @@ export const DEFAULT_TCP_CONNECTIONS_CONFIG: TcpConnectionsConfig = {
   attributionMs: 1_000,
   failureWindowMs: 10 * 60_000,
   failuresToBench: 3,
-  dropsToBench: 3,
+  dropsToBench: 1,
   benchMs: 10 * 60_000,
   searchAfterMs: 10_000,
   statsIntervalMs: 1_000,

@@ -193,6 +193,16 @@ function makeRoom(state: TcpConnectionsState, relay: Relay): boolean {
   return false;
 }
 
+function onlineOn(state: TcpConnectionsState, relay: Relay): number {
+  let n = 0;
+  for (const hex of relay.peers) {
+    if (state.peers.get(hex)?.slots.some((s) => s.relay === relay.hex && s.status === "online")) {
+      n++;
+    }
+  }
+  return n;
+}
+
 /** Put every peer whose deadline may have moved back in the heap at its new deadline. */
 export function settleTimers(state: TcpConnectionsState): void {
   for (const peer of state.retime) {
@@ -312,8 +322,8 @@ export function prove(state: TcpConnectionsState, peer: Peer, slot: Slot, now: n
   }
   // Another relay works for this peer while a suspect still shows nothing: the suspect drops
   // this peer's data. That may be the peer's own link to that relay (a stalled socket on
-  // its side), so it costs the relay this peer only; the relay itself is benched when
-  // several peers lost data on it and nobody's traffic came through it since.
+  // its side), so it costs the relay this peer; the relay itself is benched only when the
+  // evidence is not outweighed by the peers it still serves (config.ts dropsToBench).
   for (const s of [...peer.slots]) {
     if (s === slot || s.suspectAt === null || s.provenAt >= s.suspectAt) continue;
     const relay = state.relays.get(s.relay);
@@ -321,10 +331,15 @@ export function prove(state: TcpConnectionsState, peer: Peer, slot: Slot, now: n
     const reason = `dropped data for peer ${shortKey(peer.hex)}: ${s.suspectReason}, ` +
       `while relay ${shortKey(slot.relay)} delivered`;
     relay.penalties.push({ at: now, peer: peer.hex });
+    relay.lastError = reason;
     peer.avoid.set(relay.hex, now + state.config.benchMs);
     dropSlot(state, peer, s, `relay ${shortKey(relay.hex)} ${reason}`);
-    if (droppedPeers(relay) >= state.config.dropsToBench) {
-      bench(state, relay, `${reason} (${droppedPeers(relay)} peers lost data on it)`, now);
+    const dropped = droppedPeers(relay);
+    // config.ts dropsToBench: a relay that drops for everyone loses them all, one that only
+    // looks so on a busy machine keeps most of its ONLINE peers (or carries their traffic).
+    if (dropped >= Math.max(state.config.dropsToBench, onlineOn(state, relay) / 2)) {
+      const who = dropped === 1 ? "1 peer" : `${dropped} peers`;
+      bench(state, relay, `${reason} (${who} lost data on it)`, now);
     }
   }
 }
