@@ -107,6 +107,9 @@ export class FriendSwarm {
         // thousand announcers and searchers would measure this thread and the relays' onion,
         // not the daemon.
         onionConfig: { maxAnnounceNodes: 0, maxSearchNodes: 0, searchRequestsPerSec: 1 },
+        // One relay each, the one it was given: a member would otherwise keep 3 relays
+        // connected and route the daemon on those it shares, 3,000 sessions in this thread.
+        config: { keepConnected: 1, recommendedRelays: 1, maxRelaysPerPeer: 1 },
       },
       (events: CoordinatorEvent[]) => {
         for (const e of events) {
