@@ -1375,13 +1375,19 @@ Deno.test("removePeer sends unroute on confirmed relays only", () => {
   assert.deepEqual(drain(tc), { actions: [], events: [] });
 });
 
-Deno.test("routes: a relay is asked for at most routesPerRelay routes; extras skip a full relay", () => {
+/** 3 confirmed relays of 2 routes each, 3 peers added in order: the first two fill them. */
+function fullRelaysRig() {
   const tc = newTc({ routesPerRelay: 2 });
   const R = makeRelays(3);
   addGlobals(tc, R);
   for (const r of R) confirm(tc, r, T0);
   const P = makePeers(3);
   for (const p of P) tc.addPeer(p, T0);
+  return { tc, R, P };
+}
+
+Deno.test("routes: a relay is asked for at most routesPerRelay routes; extras skip a full relay", () => {
+  const { tc, R, P } = fullRelaysRig();
   assert.deepEqual(slotRelays(tc, P[0]), hexes(R));
   assert.deepEqual(slotRelays(tc, P[1]), hexes(R));
   assert.deepEqual(slotRelays(tc, P[2]), []);
@@ -1390,12 +1396,7 @@ Deno.test("routes: a relay is asked for at most routesPerRelay routes; extras sk
 });
 
 Deno.test("routes: on a full relay, a peer known to be there takes the route of a peer held there on the off chance", () => {
-  const tc = newTc({ routesPerRelay: 2 });
-  const R = makeRelays(3);
-  addGlobals(tc, R);
-  for (const r of R) confirm(tc, r, T0);
-  const P = makePeers(3);
-  for (const p of P) tc.addPeer(p, T0);
+  const { tc, R, P } = fullRelaysRig();
   // P1 is ONLINE on R0 (its route matters); P0's is a guess.
   routeAndOnline(tc, R[0], P[1], 17, T0 + 1);
   drain(tc);
