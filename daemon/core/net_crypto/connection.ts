@@ -658,7 +658,6 @@ export class CryptoConnection {
     this.#flush(now);
   }
 
-  /** The peer's buffer_start moved: free what it has. False when it acknowledged the future. */
   /** Hand up the run of lossless packets from buffer_start; false if that ended the session. */
   #deliverInOrder(): boolean {
     for (const p of this.#recv.takeInOrder()) {
@@ -680,6 +679,7 @@ export class CryptoConnection {
     this.#flush(now);
   }
 
+  /** The peer's buffer_start moved: free what it has. False when it acknowledged the future. */
   #acknowledge(bufferStart: number, now: number): boolean {
     const newest = this.#send.get(u32Add(bufferStart, -1));
     const freed = this.#send.clearUntil(bufferStart);

@@ -8,7 +8,7 @@ import { toHex } from "../common/crypto.ts";
 import type { RelayLinkEvent } from "../relay_client/relay_link.ts";
 import { canSend, hasWorker, type Relay } from "./relays.ts";
 import { type Peer, setSlotStatus, type Slot, unblock } from "./peers.ts";
-import { dropSlot, prove, relayDown } from "./relay_lifecycle.ts";
+import { dropSlot, prove, relayDown, relayStateChanged } from "./relay_lifecycle.ts";
 import type { TcpConnectionsState } from "./state.ts";
 
 export function onRelayEvent(
@@ -26,8 +26,7 @@ export function onRelayEvent(
       relay.inflight = 0;
       relay.congested = false;
       relay.sessions++;
-      state.allDirty = true;
-      state.events.push({ type: "relay_state", relay: relay.hex, state: "confirmed" });
+      relayStateChanged(state, { relay: relay.hex, state: "confirmed" });
       // A refusal (routing table full) belonged to the old session.
       for (const peer of state.peers.values()) peer.refusedBy.delete(relay.hex);
       // tcp_relay_on_online: route every peer that has this relay in a slot.

@@ -17,6 +17,19 @@ import {
 } from "./relays.ts";
 import { newSlot, type Peer, peerDeadline, setSlotStatus, type Slot } from "./peers.ts";
 import type { TcpConnectionsState } from "./state.ts";
+import type { TcpConnectionsEvent } from "./types.ts";
+
+/**
+ * Tell the layer above a relay changed state. Any peer may now take the relay or lose it, so
+ * the next reconcile looks at all of them: the one place that rule lives.
+ */
+export function relayStateChanged(
+  state: TcpConnectionsState,
+  event: Omit<Extract<TcpConnectionsEvent, { type: "relay_state" }>, "type">,
+): void {
+  state.allDirty = true;
+  state.events.push({ type: "relay_state", ...event });
+}
 
 function attach(state: TcpConnectionsState, peer: Peer, relay: Relay): void {
   const slot = newSlot(relay.hex);
@@ -83,8 +96,7 @@ export function reconcile(state: TcpConnectionsState): void {
     if (r.state === "benched" && now >= r.benchedUntil) {
       r.state = "sleeping";
       r.attempts = 0;
-      state.allDirty = true;
-      state.events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
+      relayStateChanged(state, { relay: r.hex, state: "sleeping" });
     }
   }
   const ranked = rankRelays(state.config, state.relays, now);
@@ -115,9 +127,7 @@ export function reconcile(state: TcpConnectionsState): void {
       else {
         // Needed again before its back-off ran out: wait for it (nextDeadline has it).
         r.state = "waiting";
-        state.allDirty = true;
-        state.events.push({
-          type: "relay_state",
+        relayStateChanged(state, {
           relay: r.hex,
           state: "waiting",
           retryInMs: r.retryAt - now,
@@ -126,8 +136,7 @@ export function reconcile(state: TcpConnectionsState): void {
     } else if (r.state === "waiting") {
       if (!needed) {
         r.state = "sleeping";
-        state.allDirty = true;
-        state.events.push({ type: "relay_state", relay: r.hex, state: "sleeping" });
+        relayStateChanged(state, { relay: r.hex, state: "sleeping" });
       } else if (now >= r.retryAt) open(state, r);
     } else if (
       r.state === "confirmed" && !needed && now - r.confirmedAt >= cfg.idleSleepMs
@@ -136,9 +145,7 @@ export function reconcile(state: TcpConnectionsState): void {
       r.state = "sleeping";
       r.inflight = 0;
       r.congested = false;
-      state.allDirty = true;
-      state.events.push({
-        type: "relay_state",
+      relayStateChanged(state, {
         relay: r.hex,
         state: "sleeping",
         reason: "not needed",
@@ -223,8 +230,7 @@ function open(state: TcpConnectionsState, relay: Relay): void {
     address: relay.address,
     ...(relay.proxy ? { proxy: relay.proxy } : {}),
   });
-  state.allDirty = true;
-  state.events.push({ type: "relay_state", relay: relay.hex, state: "connecting" });
+  relayStateChanged(state, { relay: relay.hex, state: "connecting" });
 }
 
 export function relayDown(
@@ -270,8 +276,7 @@ export function relayDown(
   }
   if (!relay.everConfirmed && !relay.global) {
     // c-toxcore kill_tcp_relay_connection: a learned relay that never worked is dropped.
-    state.allDirty = true;
-    state.events.push({ type: "relay_state", relay: relay.hex, state: "removed", reason, fault });
+    relayStateChanged(state, { relay: relay.hex, state: "removed", reason, fault });
     detachRelay(state, relay, `relay never connected: ${reason}`);
     forget(state, relay);
     return;
@@ -280,9 +285,7 @@ export function relayDown(
   const delay = backoff(state.config, state.random, relay.attempts);
   relay.state = "waiting";
   relay.retryAt = now + delay;
-  state.allDirty = true;
-  state.events.push({
-    type: "relay_state",
+  relayStateChanged(state, {
     relay: relay.hex,
     state: "waiting",
     reason,
@@ -306,9 +309,13 @@ function bench(
   relay.benchedUntil = now + state.config.benchMs;
   relay.congested = false;
   relay.inflight = 0;
-  state.allDirty = true;
-  state.events.push({ type: "relay_state", relay: relay.hex, state: "benched", reason });
+  relayStateChanged(state, { relay: relay.hex, state: "benched", reason });
   detachRelay(state, relay, `relay ${shortKey(relay.hex)} benched: ${reason}`);
+}
+
+/** `s` is a suspect that still shows nothing while `carrier` brought the peer's traffic. */
+function provenDropping(s: Slot, carrier: Slot): boolean {
+  return s !== carrier && s.suspectAt !== null && s.provenAt < s.suspectAt;
 }
 
 export function prove(state: TcpConnectionsState, peer: Peer, slot: Slot, now: number): void {
@@ -324,8 +331,11 @@ export function prove(state: TcpConnectionsState, peer: Peer, slot: Slot, now: n
   // this peer's data. That may be the peer's own link to that relay (a stalled socket on
   // its side), so it costs the relay this peer; the relay itself is benched only when the
   // evidence is not outweighed by the peers it still serves (config.ts dropsToBench).
-  for (const s of [...peer.slots]) {
-    if (s === slot || s.suspectAt === null || s.provenAt >= s.suspectAt) continue;
+  // This runs for every packet received: nothing is allocated unless a slot is dropped.
+  let any = false;
+  for (const s of peer.slots) any ||= provenDropping(s, slot);
+  if (!any) return;
+  for (const s of peer.slots.filter((s) => provenDropping(s, slot))) {
     const relay = state.relays.get(s.relay);
     if (!relay) continue;
     const reason = `dropped data for peer ${shortKey(peer.hex)}: ${s.suspectReason}, ` +

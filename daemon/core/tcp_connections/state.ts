@@ -21,8 +21,8 @@ export interface TcpConnectionsState extends PeerContext {
   /** The `now` of the command or input being handled. */
   now: number;
   /**
-   * Every peer needs a look (set with every relay_state event, and when a full relay frees a
-   * route): the next reconcile walks all peers instead of `dirty` alone.
+   * Every peer needs a look (set with every relay_state event by relayStateChanged, and when
+   * a full relay frees a route): the next reconcile walks all peers instead of `dirty` alone.
    */
   allDirty: boolean;
   /** Peers whose deadline may have moved without anything to reconcile (a send). */

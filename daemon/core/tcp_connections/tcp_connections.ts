@@ -52,6 +52,7 @@ import {
   prove,
   reconcile,
   relayDown,
+  relayStateChanged,
   settleTimers,
 } from "./relay_lifecycle.ts";
 import { DeadlineHeap } from "../common/deadline_heap.ts";
@@ -155,9 +156,7 @@ export class TcpConnections {
     detachRelay(this.#state, relay, "relay removed");
     if (hasWorker(relay)) this.#state.actions.push({ type: "close", relay: relay.hex });
     forget(this.#state, relay);
-    this.#state.allDirty = true;
-    this.#state.events.push({
-      type: "relay_state",
+    relayStateChanged(this.#state, {
       relay: relay.hex,
       state: "removed",
       reason: "removed",
@@ -398,6 +397,7 @@ export class TcpConnections {
       timers.set(p, Infinity); // back at its new deadline when settled
       checkDelivery(this.#state, p, now);
       this.#state.dirty.add(p);
+      this.#state.retime.add(p); // even if reconcile's rounds end before it is looked at
     }
     reconcile(this.#state);
   }
