@@ -40,20 +40,31 @@ async function readToEnd(conn: Deno.UnixConn): Promise<string> {
   );
 }
 
+/**
+ * A server that answers every request with ok, its log lines, the hold changes it reported
+ * (`onBehind`), and one subscriber that has read nothing while events well past HIGH were
+ * broadcast (the kernel's socket buffers fill first, then our queue).
+ */
+async function behindSubscriber(dir: string, opts: { behindMaxMs?: number } = {}) {
+  const logs: string[] = [];
+  const server = await ControlServer.open(
+    `${dir}/s/c.sock`,
+    new Logger("info", (l) => logs.push(l)),
+    opts,
+  );
+  const seen: boolean[] = [];
+  server.onBehind((b) => seen.push(b));
+  server.serve(() => Promise.resolve({ ok: true, result: null }));
+  const conn = await subscribed(server.path);
+  for (let i = 0; i * EVENT.length < CLIENT_QUEUE_HIGH * 8; i++) server.broadcast(EVENT);
+  return { server, logs, seen, conn };
+}
+
 Deno.test("control server: a subscriber that falls behind is reported, and again when it catches up", async () => {
   await withTempDir("toxtcp-ctl-", async (dir) => {
-    const logs: string[] = [];
-    const server = await ControlServer.open(
-      `${dir}/s/c.sock`,
-      new Logger("info", (l) => logs.push(l)),
-    );
-    const seen: boolean[] = [];
-    server.onBehind((b) => seen.push(b));
-    server.serve(() => Promise.resolve({ ok: true, result: null }));
-    const conn = await subscribed(server.path);
+    const { server, logs, seen, conn } = await behindSubscriber(dir);
     try {
-      // Nothing read: the kernel's socket buffers fill first, then our queue passes HIGH.
-      for (let i = 0; i * EVENT.length < CLIENT_QUEUE_HIGH * 8; i++) server.broadcast(EVENT);
+      // Nothing read: the queue passed HIGH.
       assert.deepEqual(seen, [true]);
       assert.ok(server.behind);
       assert.ok(logs.some((l) => /is behind .* holding friends' lossless packets/.test(l)));
@@ -72,18 +83,8 @@ Deno.test("control server: a subscriber that falls behind is reported, and again
 
 Deno.test("control server: a subscriber behind for too long is told why, then dropped", async () => {
   await withTempDir("toxtcp-ctl-", async (dir) => {
-    const logs: string[] = [];
-    const server = await ControlServer.open(
-      `${dir}/s/c.sock`,
-      new Logger("info", (l) => logs.push(l)),
-      { behindMaxMs: 300 },
-    );
-    const seen: boolean[] = [];
-    server.onBehind((b) => seen.push(b));
-    server.serve(() => Promise.resolve({ ok: true, result: null }));
-    const conn = await subscribed(server.path);
+    const { server, logs, seen, conn } = await behindSubscriber(dir, { behindMaxMs: 300 });
     try {
-      for (let i = 0; i * EVENT.length < CLIENT_QUEUE_HIGH * 8; i++) server.broadcast(EVENT);
       assert.deepEqual(seen, [true]);
       await new Promise((r) => setTimeout(r, 700));
       // Dropping it released the hold at once, whether or not it ever reads the reason.

@@ -62,6 +62,52 @@ Deno.test("messages both ways with receipts", () => {
   assert.equal(ofType(a, "friend_receipt")[0].messageId, 1);
 });
 
+/**
+ * Alice's side of a numbered stream to bob: `pump()` sends packets 0..total-1 (id 160, the
+ * number at byte 1) until her session refuses one; `refused` counts the refusals.
+ */
+function numberedStream(net: SimNet, a: SimNode, b: SimNode, total: number) {
+  const s = {
+    sent: 0,
+    refused: 0,
+    pump(): void {
+      while (s.sent < total) {
+        const p = new Uint8Array(100);
+        p[0] = 160;
+        new DataView(p.buffer).setUint32(1, s.sent);
+        const res = net.act(a, (m, now) => m.sendLossless(b.hex, p, now));
+        if (!res.ok) {
+          s.refused++;
+          break;
+        }
+        s.sent++;
+      }
+    },
+  };
+  return s;
+}
+
+/** Pump until bob has all `total` packets (within `ms`), and check they came once, in order. */
+function allArriveInOrder(
+  net: SimNet,
+  b: SimNode,
+  stream: { pump(): void },
+  total: number,
+  ms: number,
+): void {
+  assert.ok(
+    net.run(() => {
+      stream.pump();
+      return ofType(b, "friend_lossless").length >= total;
+    }, ms),
+    `got ${ofType(b, "friend_lossless").length}`,
+  );
+  const seqs = ofType(b, "friend_lossless").map((e) =>
+    new DataView(e.data.buffer, e.data.byteOffset).getUint32(1)
+  );
+  assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i));
+}
+
 Deno.test("2000 custom lossless packets arrive complete and in order, with a lossy relay", () => {
   const net = new SimNet();
   const { r, a, b } = friends(net);
@@ -69,29 +115,9 @@ Deno.test("2000 custom lossless packets arrive complete and in order, with a los
   let n = 0;
   net.setDropData(r, () => (n++ % 7) === 3); // drop one DATA in seven, silently
   const total = 2000;
-  let sent = 0;
-  const pump = () => {
-    while (sent < total) {
-      const p = new Uint8Array(100);
-      p[0] = 160;
-      new DataView(p.buffer).setUint32(1, sent);
-      const res = net.act(a, (m, now) => m.sendLossless(b.hex, p, now));
-      if (!res.ok) break;
-      sent++;
-    }
-  };
-  pump();
-  assert.ok(
-    net.run(() => {
-      pump();
-      return ofType(b, "friend_lossless").length >= total;
-    }, 120_000),
-    `got ${ofType(b, "friend_lossless").length}`,
-  );
-  const seqs = ofType(b, "friend_lossless").map((e) =>
-    new DataView(e.data.buffer, e.data.byteOffset).getUint32(1)
-  );
-  assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i));
+  const stream = numberedStream(net, a, b, total);
+  stream.pump();
+  allArriveInOrder(net, b, stream, total, 120_000);
   assert.ok(net.dropped > 0);
   assert.ok(online(a) && ofType(a, "friend_offline").length === 0);
 });
@@ -200,38 +226,17 @@ Deno.test("held delivery: lossless packets wait in net_crypto, the sender is ref
   assert.ok(net.run(() => online(a) && online(b), 5_000));
   net.act(b, (m, now) => m.holdDelivery(true, now));
   const total = 10_000; // more than alice may leave unacknowledged (8192)
-  let sent = 0;
-  let refused = 0;
-  const pump = () => {
-    while (sent < total) {
-      const p = new Uint8Array(100);
-      p[0] = 160;
-      new DataView(p.buffer).setUint32(1, sent);
-      const res = net.act(a, (m, now) => m.sendLossless(b.hex, p, now));
-      if (!res.ok) {
-        refused++;
-        break;
-      }
-      sent++;
-    }
-  };
+  const stream = numberedStream(net, a, b, total);
   net.run(() => {
-    pump();
+    stream.pump();
     return false;
   }, 10_000);
   assert.equal(ofType(b, "friend_lossless").length, 0, "nothing handed up while held");
-  assert.ok(refused > 0 && sent < total, `alice was held back (sent ${sent})`);
+  assert.ok(
+    stream.refused > 0 && stream.sent < total,
+    `alice was held back (sent ${stream.sent})`,
+  );
   assert.ok(online(a) && online(b), "the friendship lives on while held");
   net.act(b, (m, now) => m.holdDelivery(false, now));
-  assert.ok(
-    net.run(() => {
-      pump();
-      return ofType(b, "friend_lossless").length >= total;
-    }, 60_000),
-    `got ${ofType(b, "friend_lossless").length}`,
-  );
-  const seqs = ofType(b, "friend_lossless").map((e) =>
-    new DataView(e.data.buffer, e.data.byteOffset).getUint32(1)
-  );
-  assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i));
+  allArriveInOrder(net, b, stream, total, 60_000);
 });

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { ControlClient } from "../../tools/ctl.ts";
 import { interopTest, startBootstrapd } from "../../tools/testbed/harness.ts";
-import { befriend, DaemonProcess, privateDir, spec } from "../../tools/testbed/daemon_process.ts";
+import { befriend, privateDir, startPair } from "../../tools/testbed/daemon_process.ts";
 
 /** More than alice may have unacknowledged (8192) plus what bob's window holds: she must wait. */
 const COUNT = 10_000;
@@ -78,20 +78,8 @@ interopTest(
     await using relay = await startBootstrapd();
     const dir = await privateDir();
     try {
-      const sa = `${dir}/a.sock`;
-      const sb = `${dir}/b.sock`;
-      await using _a = await DaemonProcess.start({
-        dataDir: `${dir}/a`,
-        socket: sa,
-        relays: [spec(relay)],
-        name: "alice",
-      });
-      await using b = await DaemonProcess.start({
-        dataDir: `${dir}/b`,
-        socket: sb,
-        relays: [spec(relay)],
-        name: "bob",
-      });
+      await using pair = await startPair(dir, relay);
+      const { sa, sb, b } = pair;
       const blaster = await ControlClient.connect(sa);
       let sub: PausableSubscriber | null = null;
       try {

@@ -15,6 +15,7 @@ import {
   nextEvent,
   privateDir,
   spec,
+  startPair,
 } from "../../tools/testbed/daemon_process.ts";
 
 interface Self {
@@ -211,20 +212,8 @@ interopTest(
     await using relay = await startBootstrapd();
     const dir = await privateDir();
     try {
-      const sa = `${dir}/a.sock`;
-      const sb = `${dir}/b.sock`;
-      await using _a = await DaemonProcess.start({
-        dataDir: `${dir}/a`,
-        socket: sa,
-        relays: [spec(relay)],
-        name: "alice",
-      });
-      const b = await DaemonProcess.start({
-        dataDir: `${dir}/b`,
-        socket: sb,
-        relays: [spec(relay)],
-        name: "bob",
-      });
+      await using pair = await startPair(dir, relay);
+      const { sa, sb, b } = pair;
       const watchA = await ControlClient.connect(sa);
       const watchB = await ControlClient.connect(sb);
       try {

@@ -6,7 +6,7 @@
 import { toHex } from "../../daemon/core/common/crypto.ts";
 import { ControlClient } from "../ctl.ts";
 import type { Bootstrapd } from "./harness.ts";
-import { befriend, DaemonProcess, privateDir, spec } from "./daemon_process.ts";
+import { befriend, privateDir, startPair } from "./daemon_process.ts";
 
 export interface BlastResult {
   readonly received: number;
@@ -24,9 +24,8 @@ export async function daemonBlast(
   window = 256,
 ): Promise<BlastResult> {
   const dir = await privateDir("toxtcp-blast-");
-  const [sa, sb] = [`${dir}/a.sock`, `${dir}/b.sock`];
-  const a = await DaemonProcess.start({ dataDir: `${dir}/a`, socket: sa, relays: [spec(relay)] });
-  const b = await DaemonProcess.start({ dataDir: `${dir}/b`, socket: sb, relays: [spec(relay)] });
+  const pair = await startPair(dir, relay);
+  const { sa, sb } = pair;
   const sub = await ControlClient.connect(sb);
   const blaster = await ControlClient.connect(sa);
   try {
@@ -77,7 +76,7 @@ export async function daemonBlast(
     return { received, inOrder, refused, ms: last - t0 };
   } finally {
     await Promise.all([sub.close(), blaster.close()]);
-    await Promise.all([a.stop(), b.stop()]);
+    await pair[Symbol.asyncDispose]();
     await Deno.remove(dir, { recursive: true });
   }
 }

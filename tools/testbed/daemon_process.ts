@@ -151,6 +151,39 @@ export interface DaemonSelf {
   readonly dht_public_key: string;
 }
 
+/** Alice and bob: two daemons on one relay, with sockets and data under `dir`. */
+export interface DaemonPair extends AsyncDisposable {
+  readonly a: DaemonProcess;
+  readonly b: DaemonProcess;
+  readonly sa: string;
+  readonly sb: string;
+}
+
+/** Start alice, then bob (alice is stopped if bob does not come up); disposing stops both. */
+export async function startPair(dir: string, relay: Bootstrapd): Promise<DaemonPair> {
+  const sa = `${dir}/a.sock`;
+  const sb = `${dir}/b.sock`;
+  const start = (who: "a" | "b", socket: string, name: string) =>
+    DaemonProcess.start({ dataDir: `${dir}/${who}`, socket, relays: [spec(relay)], name });
+  const a = await start("a", sa, "alice");
+  let b: DaemonProcess;
+  try {
+    b = await start("b", sb, "bob");
+  } catch (e) {
+    await a.stop();
+    throw e;
+  }
+  return {
+    a,
+    b,
+    sa,
+    sb,
+    [Symbol.asyncDispose]: async () => {
+      await Promise.all([a.stop(), b.stop()]);
+    },
+  };
+}
+
 /**
  * Make two running daemons friends as users would with ctl: b adds a's Tox ID, a adds b's with
  * the hint (b's DHT key and relay); resolves once a sees b online.
