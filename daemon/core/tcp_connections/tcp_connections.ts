@@ -17,8 +17,10 @@
  * forgotten, only put to sleep; the sending relay is sticky and chosen by evidence (the
  * relay the peer's traffic arrives on, health, RTT) rather than slot order; congestion and
  * a per-relay send window make `sendData` refuse instead of queueing, so no queue here
- * grows; relays that lose pongs repeatedly or drop a peer's data while another relay
- * delivers it are benched ("replaced") with the reason kept for status.
+ * grows; relays that lose pongs repeatedly are benched ("replaced") with the reason kept
+ * for status; one that drops a peer's data while another relay delivers it loses that peer,
+ * and is benched when it drops for most of the peers it serves; no relay is asked for more
+ * routes than it holds.
  *
  * This class is the API and the order of things (apply an input, then reconcile the relay
  * set); the rules it applies live beside it by concern, as a reader of TCP_connection.c looks
