@@ -84,6 +84,8 @@ export async function benchScale(quick: boolean): Promise<{ rows: Row[]; summary
       const cpuPct = ((await cpuTicks(d.pid)) - cpu0) / ((performance.now() - w0) / 1000);
       const rss1 = await rssMb(d.pid);
       const stillOnline = swarm.online;
+      // Members whose own relay session is down: the swarm's trouble, not the daemon's.
+      const trouble = swarm.relayTrouble().slice(0, 3).map(([w, n]) => `${n}× ${w}`).join("; ");
       const rows: Row[] = [
         {
           test: `${friends} friends on ${RELAYS} relays`,
@@ -93,6 +95,7 @@ export async function benchScale(quick: boolean): Promise<{ rows: Row[]; summary
           "idle CPU %": round(cpuPct, 1),
           "RSS MB": round(rss1, 1),
           "KB/friend": round(((rss1 - rss0) * 1024) / friends, 1),
+          "members' relay down": trouble || "none",
         },
       ];
       return {
@@ -109,6 +112,7 @@ export async function benchScale(quick: boolean): Promise<{ rows: Row[]; summary
           scale_rss_before_mb: round(rss0, 1),
           scale_rss_mb: round(rss1, 1),
           scale_rss_per_friend_kb: round(((rss1 - rss0) * 1024) / friends, 1),
+          scale_members_relay_down: trouble || "none",
         },
       };
     } finally {

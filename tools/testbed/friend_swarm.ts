@@ -159,9 +159,20 @@ export class FriendSwarm {
     return true;
   }
 
-  /** Member i's coordinator status (its relays, peers, net_crypto counters): for diagnosis. */
-  status(i: number): ReturnType<CoordinatorRuntime["status"]> {
-    return this.#runtimes[i].status();
+  /**
+   * Why members are off their relay: for each member whose relay session is not confirmed,
+   * its last error (up to the first ':'), counted; most frequent first. What a bench prints
+   * when not every member came online, so the swarm's own trouble is not taken for the daemon's.
+   */
+  relayTrouble(): [reason: string, members: number][] {
+    const count = new Map<string, number>();
+    for (const rt of this.#runtimes) {
+      const relay = rt.status().relays.find((r) => r.global);
+      if (!relay || relay.state === "confirmed") continue;
+      const why = `${relay.state}: ${(relay.lastError ?? "no error").split(":")[0]}`;
+      count.set(why, (count.get(why) ?? 0) + 1);
+    }
+    return [...count].sort((x, y) => y[1] - x[1]);
   }
 
   async close(): Promise<void> {
